@@ -1,0 +1,227 @@
+"""Read the tagged anime faces (`anime_tags/tags.csv`) and the CelebA hair colours into tensors.
+
+Shared by the tagger training and the GAN training. Images are decoded once into a uint8 tensor
+in memory (20k faces at 64 px are ~250 MB), because decoding JPEGs every epoch would dominate a
+CPU run. Unreadable images are skipped, counted and reported, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from twingan.vocab import DEFAULT_VOCAB, TagVocab
+
+log = logging.getLogger(__name__)
+
+TAG_COLUMNS = ("file", "split", "hair_color", "eye_color")
+# CelebA attribute -> anime vocabulary hair colour (grey hair is drawn as silver in anime).
+CELEBA_HAIR = {"Black_Hair": "black", "Blond_Hair": "blonde", "Brown_Hair": "brown", "Gray_Hair": "silver"}
+HUMAN_HAIR_CLASSES = ("black", "blonde", "brown", "silver")
+
+
+class TagsDataError(ValueError):
+    """A tags CSV, attribute CSV or image folder that cannot be used; the message says why."""
+
+
+class TagRow(NamedTuple):
+    """One image's tags. Unpacks as (tag_vector, hair_known, eye_known)."""
+
+    vector: list[float]   # (TAG_DIM,) in the vocab layout; an unknown colour group stays all zero
+    hair_known: bool      # False where the CSV's hair_color is empty (the source tagger was unsure)
+    eye_known: bool
+    split: str = ""
+
+
+def read_tags_csv(path: str | os.PathLike, vocab: TagVocab = DEFAULT_VOCAB,
+                  split: str | None = None) -> dict[str, TagRow]:
+    """Map image file name -> TagRow from a tags CSV; `split` keeps only "train" or "test" rows.
+
+    Raises TagsDataError for a missing file, missing columns, unknown colour names or
+    non-numeric binary tags, naming the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TagsDataError(f"tags CSV not found: {path} (expected a file with columns "
+                            f"{', '.join(TAG_COLUMNS + vocab.binary)})")
+    rows: dict[str, TagRow] = {}
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in TAG_COLUMNS + vocab.binary if c not in (reader.fieldnames or ())]
+        if missing:
+            raise TagsDataError(f"{path} lacks the column(s) {', '.join(missing)}")
+        for line, rec in enumerate(reader, start=2):
+            if split is not None and rec["split"] != split:
+                continue
+            hair, eye = rec["hair_color"].strip(), rec["eye_color"].strip()
+            if hair and hair not in vocab.hair:
+                raise TagsDataError(f"{path}:{line}: unknown hair colour {hair!r}; "
+                                    f"choose one of: {', '.join(vocab.hair)}")
+            if eye and eye not in vocab.eye:
+                raise TagsDataError(f"{path}:{line}: unknown eye colour {eye!r}; "
+                                    f"choose one of: {', '.join(vocab.eye)}")
+            try:
+                binary = {name: float(rec[name] or 0) for name in vocab.binary}
+            except ValueError as err:
+                raise TagsDataError(f"{path}:{line}: binary tags must be numbers ({err})") from None
+            rows[rec["file"]] = TagRow(vocab.encode(hair or None, eye or None, binary),
+                                       bool(hair), bool(eye), rec["split"])
+    if not rows:
+        raise TagsDataError(f"{path} has no rows" + (f" with split={split!r}" if split else ""))
+    return rows
+
+
+def load_images(folder: str | os.PathLike, files: Sequence[str], resolution: int,
+                progress: bool = False) -> tuple[torch.Tensor, list[int], list[str]]:
+    """Decode `files` from `folder`, centre-cropped to a square and resized to `resolution`.
+
+    Returns (images uint8 (N, 3, R, R), indices into `files` that were kept, skipped messages).
+    """
+    from PIL import Image, UnidentifiedImageError
+    from tqdm import tqdm
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TagsDataError(f"image folder not found: {folder}")
+    out = torch.empty(len(files), 3, resolution, resolution, dtype=torch.uint8)
+    kept, skipped = [], []
+    for i, name in enumerate(tqdm(files, desc=f"decode {folder.name}", disable=not progress, unit="img")):
+        try:
+            with Image.open(folder / name) as im:
+                im.draft("RGB", (resolution, resolution))  # JPEG: decode at reduced scale, much faster
+                im = _square(im.convert("RGB")).resize((resolution, resolution), Image.BILINEAR)
+        except (OSError, UnidentifiedImageError, ValueError) as err:
+            skipped.append(f"{name}: {type(err).__name__}: {err}")
+            continue
+        out[len(kept)] = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(
+            resolution, resolution, 3).permute(2, 0, 1)
+        kept.append(i)
+    if skipped:
+        log.warning("skipped %d unreadable image(s) in %s, e.g. %s", len(skipped), folder, skipped[0])
+    return out[:len(kept)].clone(), kept, skipped
+
+
+def _square(im):
+    """Centre crop to a square; CelebA's 178x218-style portraits lose a little chin and top."""
+    w, h = im.size
+    if w == h:
+        return im
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    return im.crop((left, top, left + s, top + s))
+
+
+def augment(images: torch.Tensor, generator: torch.Generator | None = None,
+            min_scale: float = 0.8, brightness: float = 0.12) -> torch.Tensor:
+    """Flip, random crop-and-resize and brightness jitter on a float batch (B, 3, H, W) in [0, 1].
+
+    Hue and saturation are left alone on purpose: the labels are colours.
+    """
+    b, _, h, w = images.shape
+    flip = torch.rand(b, generator=generator) < 0.5
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    # Random crop as an affine sampling grid: one batched op instead of a Python loop.
+    scale = min_scale + (1 - min_scale) * torch.rand(b, generator=generator)
+    shift = (1 - scale)[:, None] * (2 * torch.rand(b, 2, generator=generator) - 1)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = scale
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, (b, 3, h, w), align_corners=False)
+    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # Brightness: the same offset on all three channels keeps hue unchanged.
+    offset = brightness * (2 * torch.rand(b, 1, 1, 1, generator=generator) - 1)
+    return (images + offset).clamp(0, 1)
+
+
+class AnimeTagsDataset(Dataset):
+    """Tagged anime faces of one split, held in memory as uint8 at `resolution`.
+
+    Items are dicts: image float (3, R, R) in [0, 1], tags (TAG_DIM,), hair / eye class index
+    (-1 where unknown), hair_known / eye_known bools. Augmentation is applied per batch by the
+    trainer (`augment`), so items are deterministic.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str | None = "train", resolution: int = 64,
+                 vocab: TagVocab = DEFAULT_VOCAB, csv_name: str = "tags.csv", image_dir: str = "images",
+                 limit: int | None = None, progress: bool = False):
+        root = Path(root)
+        rows = read_tags_csv(root / csv_name, vocab, split)
+        files = sorted(rows)[:limit] if limit else sorted(rows)
+        self.images, kept, self.skipped = load_images(root / image_dir, files, resolution, progress)
+        if not kept:
+            raise TagsDataError(f"none of the {len(files)} images listed in {root / csv_name} "
+                                f"could be read from {root / image_dir}; first error: {self.skipped[:1]}")
+        self.files = [files[i] for i in kept]
+        self.vocab = vocab
+        self.tags = torch.tensor([rows[f].vector for f in self.files], dtype=torch.float32)  # (N, TAG_DIM)
+        self.hair_known = torch.tensor([rows[f].hair_known for f in self.files])
+        self.eye_known = torch.tensor([rows[f].eye_known for f in self.files])
+        hair = self.tags[:, vocab.hair_slice].argmax(1)
+        eye = self.tags[:, vocab.eye_slice].argmax(1)
+        self.hair = torch.where(self.hair_known, hair, torch.full_like(hair, -1))
+        self.eye = torch.where(self.eye_known, eye, torch.full_like(eye, -1))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i].float() / 255, "tags": self.tags[i], "hair": self.hair[i],
+                "eye": self.eye[i], "hair_known": self.hair_known[i], "eye_known": self.eye_known[i]}
+
+
+def read_celeba_hair(path: str | os.PathLike) -> dict[str, int]:
+    """Map CelebA file -> index into HUMAN_HAIR_CLASSES, for images with exactly one hair attribute."""
+    path = Path(path)
+    if not path.is_file():
+        raise TagsDataError(f"CelebA attribute CSV not found: {path}")
+    out = {}
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in ("file", *CELEBA_HAIR) if c not in (reader.fieldnames or ())]
+        if missing:
+            raise TagsDataError(f"{path} lacks the column(s) {', '.join(missing)}")
+        for line, rec in enumerate(reader, start=2):
+            try:
+                on = [name for name in CELEBA_HAIR if int(rec[name]) == 1]
+            except ValueError as err:
+                raise TagsDataError(f"{path}:{line}: attributes must be 0/1 ({err})") from None
+            if len(on) == 1:  # none or several hair attributes: ambiguous, skipped
+                out[rec["file"]] = HUMAN_HAIR_CLASSES.index(CELEBA_HAIR[on[0]])
+    if not out:
+        raise TagsDataError(f"{path} has no image with exactly one hair colour attribute")
+    return out
+
+
+def celeba_split(file: str, test_fraction: float = 0.1, total: int = 10000) -> str:
+    """Deterministic split by image number (the last 10% are test), like CelebA's own index split."""
+    number = int(Path(file).stem)
+    return "test" if number > total * (1 - test_fraction) else "train"
+
+
+class CelebAHairDataset(Dataset):
+    """CelebA faces with one hair colour label (index into HUMAN_HAIR_CLASSES), held in memory."""
+
+    def __init__(self, root: str | os.PathLike, split: str | None = "train", resolution: int = 64,
+                 limit: int | None = None, progress: bool = False):
+        root = Path(root)
+        labels = read_celeba_hair(root / "attributes.csv")
+        files = sorted(f for f in labels if split is None or celeba_split(f) == split)
+        files = files[:limit] if limit else files
+        self.images, kept, self.skipped = load_images(root / "images", files, resolution, progress)
+        if not kept:
+            raise TagsDataError(f"none of the {len(files)} CelebA images could be read from {root / 'images'}")
+        self.files = [files[i] for i in kept]
+        self.labels = torch.tensor([labels[f] for f in self.files])  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i].float() / 255, "label": self.labels[i]}

@@ -1,0 +1,84 @@
+"""Small layers with one job each: per-domain normalisation, pixel norm, the conv unit."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DomainNorm(nn.Module):
+    """Normalisation with a scale/shift (and running statistics) per domain, optionally tag-modulated.
+
+    Conv weights are shared by all domains; this layer is what switches a network between them.
+    With `cond_dim > 0`, an embedding of the tags adds to the domain's scale and shift
+    (conditional normalisation); a zero or missing embedding leaves the unconditioned path.
+    """
+
+    def __init__(self, channels: int, num_domains: int, kind: str = "batch", cond_dim: int = 0,
+                 momentum: float = 0.01, eps: float = 1e-3):
+        super().__init__()
+        self.kind, self.momentum, self.eps = kind, momentum, eps  # decay 0.99, eps 1e-3 as the original
+        self.weight = nn.Parameter(torch.ones(num_domains, channels))
+        self.bias = nn.Parameter(torch.zeros(num_domains, channels))
+        if kind == "batch":
+            self.register_buffer("running_mean", torch.zeros(num_domains, channels))
+            self.register_buffer("running_var", torch.ones(num_domains, channels))
+        # Bias-free, so an all-zero tag embedding adds nothing.
+        self.cond = nn.Linear(cond_dim, 2 * channels, bias=False) if cond_dim > 0 else None
+        if self.cond is not None:
+            nn.init.normal_(self.cond.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor, domain: int, cond: torch.Tensor | None = None) -> torch.Tensor:
+        # x: (B, C, H, W); cond: (B, cond_dim) or None
+        if self.kind == "batch":
+            x = F.batch_norm(x, self.running_mean[domain], self.running_var[domain],
+                             training=self.training, momentum=self.momentum, eps=self.eps)
+        else:
+            x = F.instance_norm(x, eps=self.eps)
+        scale, shift = self.weight[domain], self.bias[domain]  # (C,)
+        if cond is not None and self.cond is not None:
+            d_scale, d_shift = self.cond(cond).chunk(2, dim=1)  # (B, C) each
+            return x * (scale + d_scale)[:, :, None, None] + (shift + d_shift)[:, :, None, None]
+        return x * scale[None, :, None, None] + shift[None, :, None, None]
+
+
+def pixel_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """PGGAN pixel norm: unit mean square over channels at every pixel."""
+    return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + eps)
+
+
+class ConvUnit(nn.Module):
+    """3x3 conv (no bias) -> DomainNorm -> LeakyReLU(0.2) -> optional pixel norm."""
+
+    def __init__(self, c_in: int, c_out: int, num_domains: int, norm: str, pixel: bool,
+                 init_std: float, cond_dim: int = 0):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        nn.init.normal_(self.conv.weight, std=init_std)
+        self.norm = DomainNorm(c_out, num_domains, norm, cond_dim)
+        self.pixel = pixel
+
+    def forward(self, x: torch.Tensor, domain: int, cond: torch.Tensor | None = None) -> torch.Tensor:
+        x = F.leaky_relu(self.norm(self.conv(x), domain, cond), 0.2)
+        return pixel_norm(x) if self.pixel else x
+
+
+def rgb_conv(c_in: int, c_out: int, init_std: float) -> nn.Conv2d:
+    """The 1x1 conv of from_rgb / to_rgb."""
+    conv = nn.Conv2d(c_in, c_out, 1)
+    nn.init.normal_(conv.weight, std=init_std)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+def minibatch_stddev(x: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """Append the mean over a group of the per-feature stddev as one extra channel (PGGAN)."""
+    b, c, h, w = x.shape
+    g = min(group, b)
+    if b % g:
+        g = 1
+    y = x.reshape(g, -1, c, h, w)
+    y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (B/g,)
+    y = y.repeat(g).reshape(b, 1, 1, 1).expand(b, 1, h, w)
+    return torch.cat([x, y], dim=1)
