@@ -1,0 +1,96 @@
+"""Parameters, multiply-accumulates per image and CPU latency of `TwinGAN.translate`.
+
+Prints one table for the original configuration (base 1024, max 256) and the small CPU one, at 64,
+128 and 256 px, batch 1 and 8, and the achieved GFLOP/s against this machine's conv peak, measured
+in the same run with one large 3x3 convolution.
+
+    python -m benchmarks.model_cost [--threads 2] [--repeats 5] [--channels-last]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from twingan import TwinGAN, TwinGANConfig
+
+CONFIGS = {
+    "original": dict(base_channels=1024, max_channels=256),
+    "small": dict(base_channels=512, max_channels=128),
+}
+
+
+def count_macs(model: TwinGAN, resolution: int) -> int:
+    """Multiply-accumulates of convs and linears for one image, counted with forward hooks."""
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total += output[0].numel() * k
+        else:
+            total += module.in_features * module.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model.translate(torch.rand(1, 3, resolution, resolution), tags=torch.zeros(1, model.config.tag_dim))
+    for h in handles:
+        h.remove()
+    return total
+
+
+def seconds(fn, repeats: int) -> float:
+    """Median wall time of fn() after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def conv_peak_gflops(repeats: int) -> float:
+    """GFLOP/s of a large 3x3 conv (256 -> 256 channels, 64x64, batch 8): the practical peak."""
+    conv = nn.Conv2d(256, 256, 3, padding=1, bias=False).eval()
+    x = torch.rand(8, 256, 64, 64)
+    with torch.no_grad():
+        t = seconds(lambda: conv(x), repeats)
+    return 2 * 8 * 64 * 64 * 256 * 256 * 9 / t / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--channels-last", action="store_true", help="run convs in NHWC layout")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    peak = conv_peak_gflops(args.repeats)
+    print(f"conv peak (3x3, 256->256, 64x64, batch 8): {peak:.0f} GFLOP/s on {args.threads} threads\n")
+    print(f"{'config':9} {'res':>4} {'params M':>9} {'GMAC/img':>9} {'batch':>5} {'ms/batch':>9} "
+          f"{'img/s':>7} {'GFLOP/s':>8} {'% peak':>7}")
+    for name, channels in CONFIGS.items():
+        for res in (64, 128, 256):
+            model = TwinGAN(TwinGANConfig(resolution=res, **channels)).eval()
+            memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+            model = model.to(memory_format=memory_format)
+            params = sum(p.numel() for p in model.parameters()) / 1e6
+            macs = count_macs(model, res)
+            for batch in (1, 8):
+                x = torch.rand(batch, 3, res, res).to(memory_format=memory_format)
+                with torch.inference_mode():
+                    t = seconds(lambda: model.translate(x), args.repeats)
+                gflops = 2 * macs * batch / t / 1e9
+                print(f"{name:9} {res:>4} {params:>9.2f} {macs / 1e9:>9.2f} {batch:>5} {t * 1e3:>9.1f} "
+                      f"{batch / t:>7.1f} {gflops:>8.0f} {100 * gflops / peak:>6.0f}%")
+
+
+if __name__ == "__main__":
+    main()
