@@ -31,21 +31,41 @@ class DomainNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, domain: int, cond: torch.Tensor | None = None) -> torch.Tensor:
         # x: (B, C, H, W); cond: (B, cond_dim) or None
+        scale, shift = self.weight[domain], self.bias[domain]  # (C,)
+        modulated = cond is not None and self.cond is not None
+        if self.kind == "batch" and not self.training:
+            # Fold statistics and scale/shift into one per-channel affine: a single pass over x.
+            inv_std = torch.rsqrt(self.running_var[domain] + self.eps)
+            if modulated:
+                d_scale, d_shift = self.cond(cond).chunk(2, dim=1)  # (B, C) each
+                scale, shift = scale + d_scale, shift + d_shift
+            a = scale * inv_std
+            b = shift - self.running_mean[domain] * a
+            return torch.addcmul(_per_channel(b, x), x, _per_channel(a, x))
         if self.kind == "batch":
+            if not modulated:  # batch_norm applies the affine in the same pass
+                return F.batch_norm(x, self.running_mean[domain], self.running_var[domain], scale, shift,
+                                    training=True, momentum=self.momentum, eps=self.eps)
             x = F.batch_norm(x, self.running_mean[domain], self.running_var[domain],
-                             training=self.training, momentum=self.momentum, eps=self.eps)
+                             training=True, momentum=self.momentum, eps=self.eps)
         else:
             x = F.instance_norm(x, eps=self.eps)
-        scale, shift = self.weight[domain], self.bias[domain]  # (C,)
-        if cond is not None and self.cond is not None:
-            d_scale, d_shift = self.cond(cond).chunk(2, dim=1)  # (B, C) each
-            return x * (scale + d_scale)[:, :, None, None] + (shift + d_shift)[:, :, None, None]
-        return x * scale[None, :, None, None] + shift[None, :, None, None]
+        if modulated:
+            d_scale, d_shift = self.cond(cond).chunk(2, dim=1)
+            scale, shift = scale + d_scale, shift + d_shift
+        return torch.addcmul(_per_channel(shift, x), x, _per_channel(scale, x))
+
+
+def _per_channel(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(C,) or (B, C) -> broadcastable against x (B, C, H, W)."""
+    return v[None, :, None, None] if v.ndim == 1 else v[:, :, None, None]
 
 
 def pixel_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """PGGAN pixel norm: unit mean square over channels at every pixel."""
-    return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + eps)
+    # vector_norm reads x once; the rsqrt runs on the small (B, 1, H, W) tensor.
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    return x * torch.rsqrt(norm.square() / x.shape[1] + eps)
 
 
 class ConvUnit(nn.Module):
@@ -60,7 +80,7 @@ class ConvUnit(nn.Module):
         self.pixel = pixel
 
     def forward(self, x: torch.Tensor, domain: int, cond: torch.Tensor | None = None) -> torch.Tensor:
-        x = F.leaky_relu(self.norm(self.conv(x), domain, cond), 0.2)
+        x = F.leaky_relu(self.norm(self.conv(x), domain, cond), 0.2, inplace=True)
         return pixel_norm(x) if self.pixel else x
 
 
