@@ -1,0 +1,261 @@
+"""TwinGAN demo: selfie in, anime portraits out, with hair and eye colour controls.
+
+    python app.py                                  # http://127.0.0.1:7860, bundled checkpoint
+    python app.py --checkpoint user/repo --gallery ../shared/data/selfie2anime --share
+
+Every option also reads an environment variable (for a Hugging Face Space): TWINGAN_CHECKPOINT,
+TWINGAN_DEVICE, TWINGAN_TAGGER, TWINGAN_HAIR_CLASSIFIER, TWINGAN_GALLERY,
+GRADIO_SERVER_NAME, GRADIO_SERVER_PORT. The UI lives in
+`create_demo(pipeline)`; the model work in `twingan.pipeline`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import gradio as gr
+from PIL import Image
+
+from twingan.checkpoint import CheckpointError
+from twingan.faces import ImageError, NoFaceError, load_image
+from twingan.pipeline import (AUTO, DEFAULT_CHECKPOINT, DEFAULT_HAIR_CLASSIFIER, DEFAULT_TAGGER, KEEP,
+                              TranslationPipeline, default_cache_dir)
+from twingan.vocab import EYE_COLORS, HAIR_COLORS
+
+ROOT = Path(__file__).resolve().parent
+# Public domain / CC0 photos; their sources are in examples/README.md.
+EXAMPLES = [ROOT / "examples" / "astronaut.png", ROOT / "examples" / "camera.png"]
+MAX_FILE_SIZE = "25mb"  # uploads above this are refused before they reach the pipeline
+log = logging.getLogger("twingan.app")
+
+CHOICE_LABELS = {KEEP: "Keep my hair colour", AUTO: "Let the model choose"}
+
+
+def with_clear_image_errors(image: gr.Image) -> gr.Image:
+    """Make a bad upload fail with the face module's clear message (gr.Image alone fails with an
+    unexplained "Error"). Wraps the instance's preprocess: subclassing a Gradio component would
+    write a .pyi file next to this module at import."""
+    preprocess = image.preprocess
+
+    def checked(payload):
+        try:
+            return preprocess(payload)
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise gr.Error(_image_error_message(payload, err), print_exception=False) from None
+
+    image.preprocess = checked
+    return image
+
+
+def _image_error_message(payload, err: Exception) -> str:
+    path = getattr(payload, "path", None)
+    if path:
+        try:
+            load_image(path)
+        except ImageError as image_err:
+            return str(image_err)
+    return f"The upload could not be read as an image ({err})"
+
+
+def swatch_css(elem_id: str, colors: dict[str, str]) -> str:
+    """CSS that paints each radio option of `#elem_id` with its colour (a swatch before the name)."""
+    rules = [f"#{elem_id} label:has(input[value='{name}'])::before {{ background: {hex_}; }}"
+             for name, hex_ in colors.items()]
+    rules.append(
+        f"#{elem_id} label::before {{ content: ''; display: inline-block; width: 1.1em; height: 1.1em;"
+        " border-radius: 50%; margin-right: 0.35em; border: 1px solid #8888; flex: none;"
+        " background: conic-gradient(#f3d36b, #cf2d2d, #8a4fc8, #3a6fd8, #3f9e4c, #f3d36b); }")
+    rules.append(f"#{elem_id} label:has(input[value='{KEEP}'])::before {{ background:"
+                 " linear-gradient(135deg, #1d1d23, #7a4a2a 50%, #f3d36b); }")
+    # The swatch replaces the radio dot; the chosen option gets a ring (keyboard focus too).
+    rules.append(f"#{elem_id} input[type=radio] {{ position: absolute; opacity: 0; width: 1px; height: 1px; }}")
+    rules.append(f"#{elem_id} label.selected, #{elem_id} label:focus-within {{"
+                 " outline: 2px solid var(--color-accent); outline-offset: 1px; }")
+    return "\n".join(rules[-4:] + rules[:-4])  # generic rules first so the colour rules win
+
+
+def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
+    """The Gradio UI around a loaded pipeline (queued; call `.launch()` on the result)."""
+    vocab = pipeline.vocab
+    hair_choices = [(CHOICE_LABELS.get(c, c), c) for c in pipeline.hair_choices]
+    eye_choices = [(CHOICE_LABELS.get(c, c), c) for c in pipeline.eye_choices]
+    has_reference = pipeline.tagger is not None
+    has_gallery = pipeline.index is not None
+    css = "\n".join([swatch_css("hair-color", {c: HAIR_COLORS.get(c, "#888") for c in vocab.hair}),
+                     swatch_css("eye-color", {c: EYE_COLORS.get(c, "#888") for c in vocab.eye}),
+                     ".swatches .wrap { gap: 0.3em; }"])
+
+    def translate(photo, hair, hair_strength, eye, eye_strength, reference, paste, max_faces):
+        if photo is None:
+            raise gr.Error("Upload a photo first (or take one with the webcam)", print_exception=False)
+        try:
+            result = pipeline.translate(photo, hair, hair_strength, eye, eye_strength, reference, paste,
+                                        max_faces=int(max_faces))
+        except ValueError as err:  # ImageError / NoFaceError / bad control: the message is for the user
+            raise gr.Error(str(err), print_exception=False) from None
+        faces = result.faces
+        gallery = []
+        for i, face in enumerate(faces, 1):
+            gallery += [(face.crop, f"Face {i}: photo"), (face.anime, f"Face {i}: anime")]
+        lines = [f"{len(faces)} face{'s' if len(faces) != 1 else ''} translated."]
+        read = [f.hair_read for f in faces if f.hair_read]
+        if read and hair == KEEP:
+            lines.append("Hair colour read from the photo: " + ", ".join(read) + ".")
+        lines += result.notes
+        return gallery, result.pasted, " ".join(lines)
+
+    def translate_example(photo):
+        # No pasted photo: Gradio 6.31 caches a None image as "" and then fails to read it back.
+        gallery, _, status = translate(photo, pipeline.default_hair, 1.0, AUTO, 1.0, None, False,
+                                       pipeline.cropper.max_faces)
+        return gallery, status
+
+    def reference_controls(reference):
+        if reference is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), ""
+        try:
+            tags = pipeline.reference_tags(reference)
+        except ValueError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        info = (f"Reference: {tags['hair']} hair ({tags['hair_prob']:.0%}), "
+                f"{tags['eye']} eyes ({tags['eye_prob']:.0%}). Its hair style and accessories are used too.")
+        return tags["hair"], 1.0, tags["eye"], 1.0, info
+
+    def live(frame, hair, hair_strength, eye, eye_strength, track):
+        if frame is None:
+            return gr.skip(), track
+        try:
+            return pipeline.translate_frame(frame, hair, hair_strength, eye, eye_strength, track)
+        except NoFaceError:
+            return gr.skip(), None  # keep the last portrait while the face is out of view
+        except ValueError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+
+    def lookalikes(photo):
+        if photo is None:
+            raise gr.Error("Upload a photo first", print_exception=False)
+        try:
+            found = pipeline.lookalikes(photo)
+        except ValueError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        # Images, not paths: Gradio only serves files from the working and temp folders.
+        return tuple([(load_image(m.path), f"{m.path.name} ({m.similarity:.2f})") for m in found.get(domain, [])]
+                     for domain in ("anime", "human"))
+
+    with gr.Blocks(title="TwinGAN: selfie to anime") as demo:
+        gr.HTML(f"<style>{css}</style>", padding=False)  # Blocks(css=) moved to launch() in Gradio 6
+        gr.Markdown("# TwinGAN: selfie to anime\nUpload a photo with up to four faces; each becomes "
+                    "an anime portrait. Pick the hair and eye colour, or let the model choose.")
+        if pipeline.notes:
+            gr.Markdown("\n".join(f"- {n}" for n in pipeline.notes), elem_id="notes")
+        with gr.Tab("Photo"):
+            with gr.Row():
+                with gr.Column():
+                    photo = with_clear_image_errors(gr.Image(
+                        label="Photo", type="filepath", image_mode=None,  # the pipeline decodes it
+                        sources=["upload", "webcam", "clipboard"], elem_id="photo"))
+                    hair = gr.Radio(hair_choices, value=pipeline.default_hair, label="Hair colour",
+                                    elem_id="hair-color", elem_classes="swatches")
+                    hair_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Hair colour strength",
+                                              info="0: what the model infers, 1: the chosen colour fully")
+                    eye = gr.Radio(eye_choices, value=AUTO, label="Eye colour", elem_id="eye-color",
+                                   elem_classes="swatches")
+                    eye_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Eye colour strength")
+                    with gr.Accordion("Look like this character (optional)", open=False,
+                                      visible=has_reference):
+                        reference = with_clear_image_errors(gr.Image(
+                            label="Reference anime image", type="filepath", image_mode=None,
+                            sources=["upload", "clipboard"], elem_id="reference"))
+                        reference_info = gr.Markdown(label="Reference tags")
+                    with gr.Accordion("Advanced settings", open=False):
+                        paste = gr.Checkbox(False, label="Also paste the anime faces back into the photo")
+                        max_faces = gr.Slider(1, pipeline.cropper.max_faces, value=pipeline.cropper.max_faces,
+                                              step=1, label="Faces to show (largest first)")
+                    button = gr.Button("Translate", variant="primary", elem_id="translate")
+                with gr.Column():
+                    gallery = gr.Gallery(label="Face crops and anime portraits", columns=2, format="png",
+                                         buttons=["download", "fullscreen"], elem_id="portraits",
+                                         object_fit="contain", height="auto")
+                    info = gr.Markdown(label="Status", elem_id="info")
+                    pasted = gr.Image(label="Photo with anime faces", format="png", interactive=False,
+                                      buttons=["download"], elem_id="pasted", visible=False)
+            outputs = [gallery, pasted, info]
+            paste.change(lambda on: gr.Image(visible=on), paste, pasted, api_visibility="private")
+            button.click(translate, [photo, hair, hair_strength, eye, eye_strength, reference, paste, max_faces],
+                         outputs, api_name="translate")
+            reference.change(reference_controls, reference, [hair, hair_strength, eye, eye_strength, reference_info],
+                             api_name="reference_tags", api_visibility="public" if has_reference else "private")
+            if EXAMPLES:
+                gr.Examples([[str(p)] for p in EXAMPLES if p.is_file()], inputs=[photo], outputs=[gallery, info],
+                            fn=translate_example, cache_examples=True, cache_mode="lazy",
+                            label="Examples (public domain, see examples/README.md)")
+            with gr.Column(visible=has_gallery):
+                gr.Markdown("### Lookalikes\nThe gallery faces nearest to your largest face in the "
+                            "model's shared latent space.")
+                look_button = gr.Button("Find lookalikes", variant="secondary", elem_id="lookalikes")
+                with gr.Row():
+                    anime_near = gr.Gallery(label="Nearest anime faces", columns=4, height=220)
+                    human_near = gr.Gallery(label="Nearest human faces", columns=4, height=220)
+                look_button.click(lookalikes, photo, [anime_near, human_near], api_name="lookalikes",
+                                  api_visibility="public" if has_gallery else "private")
+        with gr.Tab("Live"):
+            gr.Markdown("Start the webcam: frames are translated continuously with the colours chosen "
+                        "on the Photo tab, as fast as the machine allows.")
+            with gr.Row():
+                webcam = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy", elem_id="webcam")
+                live_out = gr.Image(label="Anime", format="jpeg", interactive=False, elem_id="live")
+            track = gr.State(None)  # this session's face box, reused between detections
+            webcam.stream(live, [webcam, hair, hair_strength, eye, eye_strength, track], [live_out, track],
+                          api_name="live",
+                          stream_every=0.1, time_limit=120, concurrency_limit=4)
+    # CPU: one request at a time is fastest (torch already uses every core); a GPU overlaps a few.
+    demo.queue(max_size=32, default_concurrency_limit=4 if pipeline.device.type == "cuda" else 1)
+    return demo
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", default=env("TWINGAN_CHECKPOINT", str(DEFAULT_CHECKPOINT)),
+                   help="checkpoint folder or Hugging Face Hub repo id [TWINGAN_CHECKPOINT]")
+    p.add_argument("--device", default=env("TWINGAN_DEVICE", "auto"),
+                   help="auto (CUDA with fp16 when available, else CPU), cpu, cuda, cuda:1 [TWINGAN_DEVICE]")
+    p.add_argument("--tagger", default=env("TWINGAN_TAGGER", str(DEFAULT_TAGGER)),
+                   help="anime tagger checkpoint, for reference images (optional) [TWINGAN_TAGGER]")
+    p.add_argument("--hair-classifier", default=env("TWINGAN_HAIR_CLASSIFIER", str(DEFAULT_HAIR_CLASSIFIER)),
+                   help='human hair colour classifier, for "keep my hair colour" (optional) [TWINGAN_HAIR_CLASSIFIER]')
+    p.add_argument("--gallery", default=env("TWINGAN_GALLERY"),
+                   help="folder with anime/ and human/ face images for lookalikes [TWINGAN_GALLERY]")
+    p.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    p.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"), help="[GRADIO_SERVER_NAME]")
+    p.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")), help="[GRADIO_SERVER_PORT]")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        pipeline = TranslationPipeline.load(args.checkpoint, device=args.device, tagger=args.tagger,
+                                            hair_classifier=args.hair_classifier)
+        if args.gallery:
+            pipeline.build_index(args.gallery)
+    except (CheckpointError, ValueError) as err:
+        sys.exit(f"app.py: {err}")
+    for note in pipeline.notes:
+        log.warning(note)
+    pipeline.warm_up()
+    # Cached example outputs belong to one checkpoint: one folder per weights, outside the repository.
+    os.environ.setdefault("GRADIO_EXAMPLES_CACHE",
+                          str(default_cache_dir() / "examples" / pipeline.checkpoint_fingerprint()))
+    demo = create_demo(pipeline)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                max_file_size=MAX_FILE_SIZE)
+
+
+if __name__ == "__main__":
+    main()

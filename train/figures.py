@@ -1,0 +1,86 @@
+"""The README's results grid, made from a checkpoint: each input's face crop, its anime portrait,
+and the same face in every hair colour of the vocabulary.
+
+    python -m train.figures --checkpoint checkpoints/twingan-selfie2anime --out docs/results.png
+    python -m train.figures --selfies ../shared/data/selfie2anime/testA --count 6 --out runs/figures/testA.png
+
+The default inputs are the public-domain example photos in examples/. A grid made from the
+shared data sets (third-party images) belongs in a run folder, never in git.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from twingan.checkpoint import CheckpointError
+from twingan.faces import FaceCrop, ImageError, crop_face, load_image
+from twingan.pipeline import AUTO, DEFAULT_CHECKPOINT, KEEP, TranslationPipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+CELL, LABEL = 96, 16  # pixels per image and per caption line
+
+
+def grid(rows: list[list[Image.Image]], captions: list[str]) -> Image.Image:
+    """Rows of equal-sized cells under one caption row."""
+    cols = max(len(r) for r in rows)
+    sheet = Image.new("RGB", (cols * CELL, LABEL + len(rows) * CELL), "white")
+    draw = ImageDraw.Draw(sheet)
+    for j, text in enumerate(captions):
+        draw.text((j * CELL + 3, 2), text, fill="black")
+    for i, row in enumerate(rows):
+        for j, cell in enumerate(row):
+            sheet.paste(cell.resize((CELL, CELL), Image.Resampling.LANCZOS), (j * CELL, LABEL + i * CELL))
+    return sheet
+
+
+def input_crops(pipeline: TranslationPipeline, photos: list[Path], selfies: Path | None, count: int):
+    """One face crop per input: the largest detected face of a photo, or a pre-cropped selfie as is."""
+    if selfies is not None:
+        files = sorted(p for p in selfies.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:count]
+        if not files:
+            raise ImageError(f"no images in {selfies}")
+        res = pipeline.cropper.resolution
+        crops = []
+        for f in files:
+            image = load_image(f)
+            box = (0.0, 0.0, float(image.width), float(image.height))
+            crops.append(FaceCrop(image=crop_face(image, box, res), box=box, face_box=None, confidence=1.0))
+        return crops
+    return [pipeline.detect(p)[0] for p in photos]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    parser.add_argument("--photos", nargs="*", type=Path,
+                        default=sorted((ROOT / "examples").glob("*.png")), help="photos to detect faces in")
+    parser.add_argument("--selfies", type=Path, help="a folder of already cropped selfies (instead of --photos)")
+    parser.add_argument("--count", type=int, default=6, help="how many selfies from --selfies")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results.png")
+    args = parser.parse_args(argv)
+    try:
+        pipeline = TranslationPipeline.load(args.checkpoint, device="cpu")
+        crops = input_crops(pipeline, args.photos, args.selfies, args.count)
+    except (CheckpointError, ImageError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    hair_colors = list(pipeline.vocab.hair)
+    default = KEEP if pipeline.hair_classifier is not None else AUTO
+    rows = []
+    for crop in crops:
+        own = pipeline.translate_crops([crop], hair=default)[0]
+        recoloured = [pipeline.translate_crops([crop], hair=h)[0].anime_raw for h in hair_colors]
+        rows.append([crop.image, own.anime_raw, *recoloured])
+    captions = ["input", "own hair" if default == KEEP else "no tags", *hair_colors]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    grid(rows, captions).save(args.out)
+    print(f"wrote {args.out} ({len(rows)} inputs x {len(captions)} columns)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

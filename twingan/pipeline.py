@@ -1,0 +1,482 @@
+"""Selfie in, anime portraits out: the inference pipeline behind the app (no UI code here).
+
+`TranslationPipeline.load(checkpoint)` loads the TwinGAN once, plus the face cropper and the
+optional helpers: the anime tagger (reference image -> tags) and the human hair classifier
+(the "keep my hair colour" default). A helper whose checkpoint is missing only disables its
+feature; `pipeline.notes` says which and why.
+
+Colour controls become the tag vector the generator is conditioned on, per group:
+    group = strength * target
+where target is the one-hot of the chosen colour, or for "keep" the hair classifier's
+probabilities for that face. An all-zero group is the unconditioned path (the model infers), so
+strength 0 means "what the model infers" and 1 means "the chosen colour fully".
+
+`LatentIndex` is the lookalike search: gallery faces of both domains encoded once into the shared
+4x4 latent, cached on disk, searched by cosine similarity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from twingan.checkpoint import LOCAL_CHECKPOINTS, WEIGHTS_NAME, CheckpointError, load_pretrained, resolve_checkpoint
+from twingan.faces import FaceCrop, FaceCropper, ImageError, ImageSource, crop_face, load_image, paste_back
+from twingan.model import TwinGAN
+from twingan.tagger import HumanHairClassifier, Tagger
+from twingan.vocab import TagVocab
+
+log = logging.getLogger(__name__)
+
+KEEP = "keep"  # hair choice: the colour read from the photo by the human hair classifier
+AUTO = "auto"  # hair or eye choice: no conditioning, the model infers
+# Webcam frames: detect on a 320 px copy and only faces of 40+ px there (a selfie's face is big),
+# which cuts MTCNN's image pyramid to a few levels.
+LIVE_DETECT_SIZE, LIVE_MIN_FACE = 320, 40
+LIVE_REDETECT_EVERY = 4  # frames; between detections the face box is reused (a head moves little in 0.4 s)
+DEFAULT_CHECKPOINT = LOCAL_CHECKPOINTS / "twingan-selfie2anime"
+DEFAULT_TAGGER = LOCAL_CHECKPOINTS / "tagger"
+DEFAULT_HAIR_CLASSIFIER = LOCAL_CHECKPOINTS / "human-hair"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+# Gallery sub-folders and the domain their faces belong to (selfie2anime's names work as is).
+GALLERY_DOMAINS = {"anime": "anime", "human": "human", "trainB": "anime", "testB": "anime",
+                   "trainA": "human", "testA": "human"}
+
+
+def pick_device(device: str | None = None) -> tuple[torch.device, torch.dtype]:
+    """CUDA with fp16 when available (or asked for), else CPU with fp32."""
+    if device in (None, "", "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} was asked for, but CUDA is not available")
+    return dev, (torch.float16 if dev.type == "cuda" else torch.float32)
+
+
+@dataclass
+class FaceResult:
+    """One translated face, with the images the UI shows."""
+
+    crop: Image.Image  # the face crop from the photo, upscaled to display size
+    anime: Image.Image  # the translation, upscaled to display size
+    anime_raw: Image.Image  # the translation at model resolution
+    box: tuple[float, float, float, float]  # crop square in photo pixels
+    confidence: float
+    hair_read: str | None  # the hair colour read from the photo (None without the classifier)
+    tags: list[float]  # the tag vector the generator got
+
+
+@dataclass
+class TranslationResult:
+    faces: list[FaceResult]
+    pasted: Image.Image | None = None  # the photo with the anime faces pasted back
+    notes: list[str] = field(default_factory=list)  # features that were unavailable for this request
+
+
+@dataclass(frozen=True)
+class LiveTrack:
+    """Where the face was found in the last detected webcam frame, and how many frames ago."""
+
+    box: tuple[float, float, float, float]
+    angle: float = 0.0
+    age: int = 0
+
+
+@dataclass
+class Lookalike:
+    path: Path
+    domain: str
+    similarity: float  # cosine similarity of the flattened latents
+
+
+class TranslationPipeline:
+    """Face crops -> TwinGAN (human -> anime), conditioned on colour controls. See the module doc."""
+
+    def __init__(self, model: TwinGAN, cropper: FaceCropper, tagger: Tagger | None = None,
+                 hair_classifier: HumanHairClassifier | None = None, display_size: int = 256,
+                 notes: list[str] | None = None, checkpoint: Path | None = None):
+        self.model = model
+        self.cropper = cropper
+        self.tagger = tagger
+        self.hair_classifier = hair_classifier
+        self.display_size = display_size
+        self.notes = list(notes or [])  # startup messages: which optional features are off, and why
+        self.checkpoint = checkpoint
+        self.index: LatentIndex | None = None
+        self._live_cropper: FaceCropper | None = None
+        param = next(model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+
+    @classmethod
+    def load(cls, checkpoint: str | os.PathLike = DEFAULT_CHECKPOINT, device: str | None = None,
+             tagger: str | os.PathLike | None = DEFAULT_TAGGER,
+             hair_classifier: str | os.PathLike | None = DEFAULT_HAIR_CLASSIFIER,
+             max_faces: int = 4, display_size: int = 256) -> "TranslationPipeline":
+        """Load everything once. A missing TwinGAN checkpoint raises CheckpointError; a missing
+        tagger or hair classifier only turns its feature off (see `notes`)."""
+        dev, dtype = pick_device(device)
+        folder = resolve_checkpoint(checkpoint)
+        model = load_pretrained(TwinGAN, folder, dev, dtype)
+        notes = [] if model.config.tag_dim else ["This checkpoint has no colour conditioning: "
+                                                 "the colour controls have no effect"]
+        tagger_model = _load_optional(Tagger, tagger, dev, dtype, "Reference images are off", notes)
+        hair_model = _load_optional(HumanHairClassifier, hair_classifier, dev, dtype,
+                                    '"Keep my hair colour" is off', notes)
+        # Crops at twice the model's resolution still look sharp at display size and cost a quarter
+        # of display-size crops (crop_face's resampling was ~40 ms of a 1024 px photo at 256 px).
+        crop_size = max(min(display_size, 2 * model.config.resolution), model.config.resolution)
+        cropper = FaceCropper(crop_size, device=str(dev), max_faces=max_faces)
+        return cls(model, cropper, tagger_model, hair_model, display_size, notes, folder)
+
+    def warm_up(self) -> None:
+        """Build the face detectors now (their weights load on first use), not in the first request."""
+        for cropper in (self.cropper, self.live_cropper):
+            cropper.mtcnn.eval()
+
+    @property
+    def live_cropper(self) -> FaceCropper:
+        """A faster cropper for webcam frames: one face, detection on a small copy, big faces only."""
+        if self._live_cropper is None:
+            self._live_cropper = FaceCropper(self.model.config.resolution, device=str(self.device), max_faces=1,
+                                             detect_size=LIVE_DETECT_SIZE, min_face_size=LIVE_MIN_FACE)
+        return self._live_cropper
+
+    # ----------------------------------------------------------------------------------------
+    # Controls -> tag vectors
+
+    @property
+    def vocab(self) -> TagVocab:
+        return self.model.config.vocab
+
+    @property
+    def conditioned(self) -> bool:
+        return self.model.config.tag_dim > 0
+
+    @property
+    def hair_choices(self) -> list[str]:
+        return ([KEEP] if self.hair_classifier is not None else []) + [AUTO, *self.vocab.hair]
+
+    @property
+    def eye_choices(self) -> list[str]:
+        return [AUTO, *self.vocab.eye]
+
+    @property
+    def default_hair(self) -> str:
+        return KEEP if self.hair_classifier is not None else AUTO
+
+    def tag_vectors(self, n: int, hair: str = KEEP, hair_strength: float = 1.0, eye: str = AUTO,
+                    eye_strength: float = 1.0, keep_probs: torch.Tensor | None = None,
+                    binary: torch.Tensor | None = None) -> torch.Tensor:
+        """(n, vocab.dim) tag vectors from the controls (see the module doc).
+
+        keep_probs: (n, len(vocab.hair)) hair colour probabilities read from each face, used for
+        hair == KEEP (zeros, i.e. the model infers, when None). binary: (vocab.binary,) or None.
+        """
+        v = self.vocab
+        for name, s in (("hair", hair_strength), ("eye", eye_strength)):
+            if not 0.0 <= float(s) <= 1.0:
+                raise ValueError(f"{name} strength must be between 0 and 1, got {s}")
+        tags = torch.zeros(n, v.dim)
+        if hair == KEEP:
+            if keep_probs is not None:
+                tags[:, v.hair_slice] = keep_probs * float(hair_strength)
+        elif hair != AUTO:
+            tags[:, v.hair_index(hair)] = float(hair_strength)
+        if eye == KEEP:
+            raise ValueError('"keep" is for the hair colour; choose an eye colour or "auto"')
+        if eye != AUTO:
+            tags[:, v.eye_slice.start + v.eye_index(eye)] = float(eye_strength)
+        if binary is not None:
+            tags[:, v.binary_slice] = binary.float()
+        return tags
+
+    @torch.no_grad()
+    def read_hair(self, faces: torch.Tensor) -> tuple[list[str], torch.Tensor] | None:
+        """Hair colour of each human face (B, 3, H, W) in [0, 1]: names and (B, n_hair) vocab probs."""
+        if self.hair_classifier is None:
+            return None
+        probs = self.hair_classifier(faces.to(self.device, self.dtype)).float().softmax(-1).cpu()
+        classes = self.hair_classifier.config.classes
+        vocab_probs = torch.zeros(len(probs), len(self.vocab.hair))
+        for j, name in enumerate(classes):
+            if name in self.vocab.hair:
+                vocab_probs[:, self.vocab.hair_index(name)] = probs[:, j]
+        names = [classes[int(i)] for i in probs.argmax(-1)]
+        return names, vocab_probs
+
+    @torch.no_grad()
+    def reference_tags(self, image: ImageSource) -> dict:
+        """Tags of a reference anime image: {"hair", "eye", "hair_prob", "eye_prob", "probs" (dim,)}.
+
+        The image is centre-cropped to a square (anime faces are not detected reliably).
+        Raises ValueError when the tagger is not available.
+        """
+        if self.tagger is None:
+            raise ValueError("Reference images are disabled: no tagger checkpoint was found")
+        photo = load_image(image)
+        side = min(photo.size)
+        left, top = (photo.width - side) // 2, (photo.height - side) // 2
+        square = photo.crop((left, top, left + side, top + side))
+        res = self.tagger.config.resolution
+        x = _to_tensor([square.resize((res, res), Image.Resampling.LANCZOS)])
+        probs = self.tagger.tag_probs(x.to(self.device, self.dtype)).float().cpu()[0]
+        # The tagger's own label order may differ from the model's vocabulary: map by name.
+        tv, v = self.tagger.vocab, self.vocab
+        out = torch.zeros(v.dim)
+        for src_names, src, dst_names, dst in ((tv.hair, tv.hair_slice, v.hair, v.hair_slice),
+                                               (tv.eye, tv.eye_slice, v.eye, v.eye_slice),
+                                               (tv.binary, tv.binary_slice, v.binary, v.binary_slice)):
+            for name, p in zip(src_names, probs[src].tolist()):
+                if name in dst_names:
+                    out[dst.start + dst_names.index(name)] = p
+        hair, eye = out[v.hair_slice], out[v.eye_slice]
+        return {"hair": v.hair[int(hair.argmax())], "hair_prob": float(hair.max()),
+                "eye": v.eye[int(eye.argmax())], "eye_prob": float(eye.max()), "probs": out}
+
+    # ----------------------------------------------------------------------------------------
+    # Translation
+
+    def detect(self, photo: ImageSource) -> list[FaceCrop]:
+        """Face crops (display size), largest first. Raises ImageError / NoFaceError."""
+        return self.cropper(photo)
+
+    @torch.no_grad()
+    def translate_crops(self, crops: list[FaceCrop], hair: str = KEEP, hair_strength: float = 1.0,
+                        eye: str = AUTO, eye_strength: float = 1.0,
+                        binary: torch.Tensor | None = None) -> list[FaceResult]:
+        """Translate face crops in one batch."""
+        res = self.model.config.resolution
+        x = _to_tensor([c.image for c in crops])  # (B, 3, S, S), crop size
+        if x.shape[-1] != res:
+            x = F.interpolate(x, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
+        read = self.read_hair(x) if hair == KEEP else None
+        tags = self.tag_vectors(len(crops), hair, hair_strength, eye, eye_strength,
+                                read[1] if read else None, binary)
+        cond = tags.to(self.device, self.dtype) if self.conditioned else None
+        out = self.model.translate(x.to(self.device, self.dtype), "human", "anime", cond)  # (B, 3, R, R)
+        raws = _to_pil(out)
+        results = []
+        for i, (crop, raw) in enumerate(zip(crops, raws)):
+            results.append(FaceResult(
+                crop=self.upscale(crop.image), anime=self.upscale(raw), anime_raw=raw, box=crop.box,
+                confidence=crop.confidence, hair_read=read[0][i] if read else None, tags=tags[i].tolist()))
+        return results
+
+    def translate(self, photo: ImageSource, hair: str = KEEP, hair_strength: float = 1.0, eye: str = AUTO,
+                  eye_strength: float = 1.0, reference: ImageSource | None = None,
+                  paste: bool = False, max_faces: int | None = None) -> TranslationResult:
+        """Every face of a photo (up to max_faces) to an anime portrait.
+
+        reference: an anime image whose binary tags (hair style, hat, ...) are used too.
+        paste: also return the photo with the anime faces pasted back.
+        max_faces: translate only this many of the largest faces (default: the cropper's max_faces).
+        Raises ImageError (bad file, too large, no face) and ValueError (bad control) with
+        messages meant for the user.
+        """
+        notes = []
+        if hair == KEEP and self.hair_classifier is None:
+            notes.append('"Keep my hair colour" is unavailable (no hair classifier); the model infers it')
+        binary = None
+        if reference is not None:
+            binary = self.reference_tags(reference)["probs"][self.vocab.binary_slice]
+        if isinstance(photo, (str, os.PathLike, bytes)) and paste:
+            photo = load_image(photo)  # decode once: the cropper and paste_back both need it
+        crops = self.detect(photo)[:max_faces]
+        faces = self.translate_crops(crops, hair, hair_strength, eye, eye_strength, binary)
+        pasted = None
+        if paste:
+            # Paste the display-size images: upscaled with a good filter, softer than the raw pixels.
+            pasted = paste_back(photo, crops, [f.anime for f in faces])
+        return TranslationResult(faces, pasted, notes)
+
+    def translate_frame(self, frame: ImageSource, hair: str = KEEP, hair_strength: float = 1.0,
+                        eye: str = AUTO, eye_strength: float = 1.0,
+                        track: LiveTrack | None = None) -> tuple[Image.Image, LiveTrack]:
+        """Live mode: the largest face of a webcam frame as an anime portrait (display size).
+
+        Detection is most of a frame's cost, so it runs every LIVE_REDETECT_EVERY frames; the
+        frames between reuse the face box of `track` (returned for the next frame).
+        Raises NoFaceError when a detection finds no face.
+        """
+        image = load_image(frame)
+        if track is None or track.age + 1 >= LIVE_REDETECT_EVERY:
+            crop = self.live_cropper(image)[0]
+            track = LiveTrack(crop.box, crop.angle)
+        else:
+            face = crop_face(image, track.box, self.live_cropper.resolution, track.angle)
+            crop = FaceCrop(face, track.box, None, 0.0, None, track.angle)
+            track = LiveTrack(track.box, track.angle, track.age + 1)
+        return self.translate_crops([crop], hair, hair_strength, eye, eye_strength)[0].anime, track
+
+    def upscale(self, image: Image.Image) -> Image.Image:
+        if image.width == self.display_size:
+            return image
+        return image.resize((self.display_size, self.display_size), Image.Resampling.LANCZOS)
+
+    # ----------------------------------------------------------------------------------------
+    # Lookalikes
+
+    def build_index(self, gallery: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> "LatentIndex":
+        """Index a gallery folder (sub-folders anime/ and human/), or load its cached index."""
+        self.index = LatentIndex.build(self, Path(gallery), Path(cache_dir) if cache_dir else default_cache_dir())
+        return self.index
+
+    @torch.no_grad()
+    def lookalikes(self, photo: ImageSource, k: int = 4) -> dict[str, list[Lookalike]]:
+        """For the largest face of a photo: the k nearest anime and human gallery faces."""
+        if self.index is None:
+            raise ValueError("No gallery is configured for lookalikes")
+        crop = self.detect(photo)[:1]
+        x = _to_tensor([c.image for c in crop])
+        query = self.encode_faces(x, "human")[0]
+        return self.index.nearest(query, k)
+
+    @torch.no_grad()
+    def encode_faces(self, x: torch.Tensor, domain: str) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, D) unit-length flattened latents."""
+        res = self.model.config.resolution
+        if x.shape[-1] != res or x.shape[-2] != res:
+            x = F.interpolate(x, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
+        latent, _ = self.model.encode(x.to(self.device, self.dtype), domain)
+        return F.normalize(latent.float().flatten(1), dim=1).cpu()
+
+    def checkpoint_fingerprint(self) -> str:
+        """A short hash of the weights (the file when known, else the tensors)."""
+        h = hashlib.sha256()
+        weights = self.checkpoint / WEIGHTS_NAME if self.checkpoint else None
+        if weights is not None and weights.is_file():
+            with open(weights, "rb") as f:
+                h.update(hashlib.file_digest(f, "sha256").digest())
+        else:
+            for name, t in sorted(self.model.state_dict().items()):
+                h.update(name.encode())
+                h.update(t.detach().float().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+class LatentIndex:
+    """Unit-length latents of gallery faces per domain, with their files."""
+
+    def __init__(self, root: Path, latents: dict[str, torch.Tensor], files: dict[str, list[str]]):
+        self.root = root
+        self.latents = latents  # domain -> (N, D)
+        self.files = files  # domain -> relative paths, same order
+
+    def __len__(self) -> int:
+        return sum(len(f) for f in self.files.values())
+
+    def nearest(self, query: torch.Tensor, k: int = 4) -> dict[str, list[Lookalike]]:
+        out = {}
+        for domain, latents in self.latents.items():
+            if not len(latents):
+                continue
+            sims = latents @ query  # (N,)
+            top = sims.topk(min(k, len(sims)))
+            out[domain] = [Lookalike(self.root / self.files[domain][i], domain, float(s))
+                           for s, i in zip(top.values.tolist(), top.indices.tolist())]
+        return out
+
+    @classmethod
+    def build(cls, pipeline: TranslationPipeline, root: Path, cache_dir: Path,
+              batch_size: int = 64) -> "LatentIndex":
+        from safetensors.torch import load_file, save_file
+
+        files = gallery_files(root)
+        if not any(files.values()):
+            raise ValueError(f"The gallery {root} has no images in sub-folders "
+                             f"{', '.join(sorted(GALLERY_DOMAINS))}")
+        key = _gallery_key(root, files, pipeline.checkpoint_fingerprint(), pipeline.model.config.resolution)
+        tensors_path, names_path = cache_dir / f"gallery-{key}.safetensors", cache_dir / f"gallery-{key}.json"
+        if tensors_path.is_file() and names_path.is_file():
+            names = json.loads(names_path.read_text())
+            latents = load_file(str(tensors_path))
+            log.info("Loaded the gallery index from %s", tensors_path)
+            return cls(root, {d: latents[d] for d in names["files"]}, names["files"])
+        log.info("Indexing %d gallery images in %s", sum(map(len, files.values())), root)
+        latents, kept = {}, {}
+        for domain, paths in files.items():
+            vectors, ok = [], []
+            for start in range(0, len(paths), batch_size):
+                images = []
+                for rel in paths[start:start + batch_size]:
+                    try:
+                        images.append(_square(load_image(root / rel), pipeline.model.config.resolution))
+                        ok.append(rel)
+                    except ImageError as err:
+                        log.warning("Skipping gallery file %s: %s", rel, err)
+                if images:
+                    vectors.append(pipeline.encode_faces(_to_tensor(images), domain))
+            latents[domain] = torch.cat(vectors) if vectors else torch.zeros(0, 1)
+            kept[domain] = ok
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        save_file({d: t.contiguous() for d, t in latents.items()}, str(tensors_path))
+        names_path.write_text(json.dumps({"root": str(root), "files": kept}) + "\n")
+        return cls(root, latents, kept)
+
+
+def gallery_files(root: Path) -> dict[str, list[str]]:
+    """Domain -> image paths relative to `root`, sorted, from the known sub-folders."""
+    if not root.is_dir():
+        raise ValueError(f"The gallery folder {root} does not exist")
+    files: dict[str, list[str]] = {"anime": [], "human": []}
+    for sub, domain in GALLERY_DOMAINS.items():
+        folder = root / sub
+        if folder.is_dir():
+            files[domain] += sorted(str(p.relative_to(root)) for p in folder.rglob("*")
+                                    if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return files
+
+
+def default_cache_dir() -> Path:
+    """$TWINGAN_CACHE, else $XDG_CACHE_HOME/twingan (~/.cache/twingan): outside the repository."""
+    if os.environ.get("TWINGAN_CACHE"):
+        return Path(os.environ["TWINGAN_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "twingan"
+
+
+def _gallery_key(root: Path, files: dict[str, list[str]], checkpoint: str, resolution: int) -> str:
+    """Changes when the weights, the resolution or any gallery file (name, size, mtime) changes."""
+    h = hashlib.sha256(f"{checkpoint}:{resolution}:{root.resolve()}".encode())
+    for domain, paths in files.items():
+        for rel in paths:
+            st = (root / rel).stat()
+            h.update(f"{domain}/{rel}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def _load_optional(cls, path, device, dtype, disabled: str, notes: list[str]):
+    if path is None:
+        notes.append(f"{disabled} (no {cls.__name__} checkpoint given)")
+        return None
+    try:
+        return load_pretrained(cls, path, device, dtype)
+    except CheckpointError as err:
+        notes.append(f"{disabled}: {err}")
+        return None
+
+
+def _square(image: Image.Image, size: int) -> Image.Image:
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
+
+
+def _to_tensor(images: list[Image.Image]) -> torch.Tensor:
+    """Same-size RGB PIL images -> (B, 3, H, W) float32 in [0, 1]."""
+    a = np.stack([np.asarray(im.convert("RGB")) for im in images])  # (B, H, W, 3) uint8
+    return torch.from_numpy(a).permute(0, 3, 1, 2).float().div_(255)
+
+
+def _to_pil(x: torch.Tensor) -> list[Image.Image]:
+    """(B, 3, H, W) in [0, 1] -> RGB PIL images."""
+    a = (x.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(im) for im in a]
