@@ -37,17 +37,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "or ../shared/data/celeba next to the repo)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--channels", type=int, nargs="+", default=None, help="per-stage widths (default: config's)")
-    p.add_argument("--balance", type=float, default=0.5,
+    p.add_argument("--balance", type=float, default=0.3,
                    help="class weight = (class frequency)^-balance; 0 = none, 1 = fully balanced")
     p.add_argument("--label-smoothing", type=float, default=0.1, help="eye labels are noisy")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images per split (smoke tests)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads; the machine is shared")
+    p.add_argument("--amp", choices=("bf16", "none"), default="bf16",
+                   help="bf16 autocast: ~2x faster on CPUs with avx512_bf16/AMX; use none on older CPUs")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.data is None:
@@ -113,7 +115,10 @@ def train_model(model, train_set, args, loss_fn) -> list[float]:
                 continue
             batch = _get(train_set, idx)
             batch["image"] = augment(batch["image"], gen)
-            loss = loss_fn(model, model(batch["image"]), batch)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp == "bf16"):
+                out = model(batch["image"])
+            out = {k: v.float() for k, v in out.items()} if isinstance(out, dict) else out.float()
+            loss = loss_fn(model, out, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -207,6 +212,10 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
+def _recalls(rep: dict) -> str:
+    return ", ".join(f"{k} {_fmt(v)} ({rep['support'][k]})" for k, v in rep["recall"].items())
+
+
 def write_readme(out: Path, args: argparse.Namespace, report: dict, argv: list[str]) -> None:
     cmd = "python -m train.tagger " + " ".join(argv)
     if args.task == "anime":
@@ -224,8 +233,8 @@ def write_readme(out: Path, args: argparse.Namespace, report: dict, argv: list[s
                  "| group | top-1 | balanced accuracy (mean recall) | n |", "|---|---|---|---|",
                  f"| hair colour | {_fmt(h['top1'])} | {_fmt(h['balanced_accuracy'])} | {h['n']} |",
                  f"| eye colour | {_fmt(e['top1'])} | {_fmt(e['balanced_accuracy'])} | {e['n']} |", "",
-                 "Per-class recall: " + ", ".join(f"{k} {_fmt(v)}" for k, v in h["recall"].items()) + " (hair); "
-                 + ", ".join(f"{k} {_fmt(v)}" for k, v in e["recall"].items()) + " (eye).", "",
+                 "Per-class recall (test support): hair " + _recalls(h) + "; eye " + _recalls(e) +
+                 ". Classes with a handful of test images (aqua hair, pink/aqua/orange eyes) have noisy recall.", "",
                  "Binary tag accuracy: " + ", ".join(f"{k} {_fmt(v['accuracy'])}"
                                                     for k, v in report["test"]["binary"].items()) + ".", ""]
     else:
@@ -240,10 +249,11 @@ def write_readme(out: Path, args: argparse.Namespace, report: dict, argv: list[s
                  f"({report['n_train']} train, {report['n_test']} test).", "",
                  "## Test metrics (fp16 checkpoint reloaded)", "",
                  f"Top-1 {_fmt(t['top1'])}, balanced accuracy {_fmt(t['balanced_accuracy'])} (n={t['n']}). "
-                 "Per-class recall: " + ", ".join(f"{k} {_fmt(v)}" for k, v in t["recall"].items()) + ".", "",
+                 "Per-class recall (test support): " + _recalls(t) + ".", "",
                  "CelebA is celebrity photos; selfies (other lighting, wider crops) may score lower.", ""]
     lines += ["`confusion.png`: row-normalised test confusion matrix; `report.json`: all numbers and options.", "",
-              f"Trained in {report['train_seconds'] / 60:.1f} min on {args.threads} CPU threads.", "",
+              f"Trained in {report['train_seconds'] / 60:.1f} min on {args.threads} CPU thread(s) "
+              f"(bf16 autocast: {args.amp}), on a 2-core machine shared with other jobs.", "",
               "Reproduce (from the repo root):", "", "```", cmd, "```", ""]
     (out / "README.md").write_text("\n".join(lines))
 

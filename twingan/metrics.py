@@ -1,0 +1,174 @@
+"""Quality metrics: Frechet distance between feature sets, attribute control accuracy, and an
+optional Inception FID/KID path that only reads local weights (nothing is ever downloaded).
+
+The default feature extractor is our evaluation tagger (`checkpoints/tagger-eval`), whose
+features are not Inception features: its Frechet distance ("tagger FD") ranks models but is not
+comparable with published FID numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from twingan.vocab import DEFAULT_VOCAB, TagVocab
+
+
+def feature_stats(feats) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and covariance (D, D) in float64 of features (N, D)."""
+    x = _as_float64(feats)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"need features of shape (N >= 2, D), got {x.shape}")
+    return x.mean(0), np.cov(x, rowvar=False)
+
+
+def frechet_distance(feats_a, feats_b) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (N_a, D) and (N_b, D).
+
+    ||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^1/2). The matrix square root is taken as
+    sqrt(S_a) S_b sqrt(S_a), which is symmetric PSD, so an eigen-decomposition is exact and stable
+    for near-singular covariances (fewer samples than dimensions), unlike scipy's sqrtm on S_a S_b.
+    """
+    mu_a, s_a = feature_stats(feats_a)
+    mu_b, s_b = feature_stats(feats_b)
+    if mu_a.shape != mu_b.shape:
+        raise ValueError(f"feature dimensions differ: {mu_a.shape[0]} vs {mu_b.shape[0]}")
+    return frechet_distance_from_stats(mu_a, s_a, mu_b, s_b)
+
+
+def frechet_distance_from_stats(mu_a, s_a, mu_b, s_b) -> float:
+    """Frechet distance from precomputed (mean, covariance) pairs (e.g. cached real-data stats)."""
+    root_a = _sqrt_psd(np.asarray(s_a, np.float64))
+    middle = root_a @ np.asarray(s_b, np.float64) @ root_a
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
+    diff = np.asarray(mu_a, np.float64) - np.asarray(mu_b, np.float64)
+    value = diff @ diff + np.trace(s_a) + np.trace(s_b) - 2 * tr_covmean
+    return float(max(value, 0.0))  # tiny negatives are rounding
+
+
+def _sqrt_psd(s: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a covariance; negative eigenvalues from rounding are clipped to 0,
+    which is what makes singular covariances safe (no eps offset on the diagonal needed)."""
+    vals, vecs = np.linalg.eigh((s + s.T) / 2)
+    return (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+
+
+def kernel_inception_distance(feats_a, feats_b, subsets: int = 100, subset_size: int = 1000,
+                              seed: int = 0) -> tuple[float, float]:
+    """KID (mean, std over subsets): unbiased MMD^2 with the cubic polynomial kernel, as in Binkowski et al.
+
+    Pass two independent sets; subsets drawn from one set overlap and bias the value below 0.
+    """
+    a, b = _as_float64(feats_a), _as_float64(feats_b)
+    n = min(subset_size, len(a), len(b))
+    if n < 2:
+        raise ValueError("KID needs at least 2 samples per set")
+    rng = np.random.default_rng(seed)
+    d = a.shape[1]
+    values = []
+    for _ in range(subsets):
+        x, y = a[rng.choice(len(a), n, replace=False)], b[rng.choice(len(b), n, replace=False)]
+        kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
+        mmd = ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (n * (n - 1)) - 2 * kxy.mean()
+        values.append(mmd)
+    return float(np.mean(values)), float(np.std(values))
+
+
+def _as_float64(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+# --- attribute control accuracy -------------------------------------------------------------
+
+def attribute_accuracy(requested: torch.Tensor, probs: torch.Tensor) -> float:
+    """Fraction of images whose most likely class (probs (B, C)) is the requested index (B,)."""
+    if requested.shape[0] != probs.shape[0]:
+        raise ValueError(f"{requested.shape[0]} requests but {probs.shape[0]} predictions")
+    return (probs.argmax(-1) == requested.to(probs.device)).float().mean().item()
+
+
+def control_accuracy(requested: torch.Tensor, tag_probs: torch.Tensor, vocab: TagVocab = DEFAULT_VOCAB,
+                     group: str = "hair") -> dict:
+    """Control accuracy of one colour group: did the requested colour come out?
+
+    requested: (B,) indices into the group's names; tag_probs: (B, vocab.dim) from a tagger.
+    Returns overall accuracy, per requested colour accuracy and the mean over colours.
+    """
+    names, sl = {"hair": (vocab.hair, vocab.hair_slice), "eye": (vocab.eye, vocab.eye_slice)}[group]
+    probs = tag_probs[:, sl]
+    hit = probs.argmax(-1).cpu() == requested.cpu()
+    per_class = {names[c]: hit[requested.cpu() == c].float().mean().item()
+                 for c in requested.unique().tolist()}
+    return {"accuracy": hit.float().mean().item(), "per_class": per_class,
+            "mean_per_class": sum(per_class.values()) / max(len(per_class), 1)}
+
+
+@torch.no_grad()
+def extract_features(fn: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[torch.Tensor],
+                     device: str | torch.device = "cpu") -> torch.Tensor:
+    """Concatenate `fn(batch)` over image batches (B, 3, H, W) in [0, 1] -> (N, D) on the CPU."""
+    return torch.cat([fn(b.to(device)).float().cpu() for b in batches])
+
+
+# --- optional real Inception features from a local file -------------------------------------
+
+class InceptionFeatures(torch.nn.Module):
+    """torchvision Inception-v3 pool features (2048-d) from a LOCAL weights file; never downloads.
+
+    `weights_path` is a state dict for `torchvision.models.inception_v3` (e.g. the file
+    torchvision caches as inception_v3_google-*.pth). These are torchvision's ImageNet weights,
+    close to but not bit-identical with the TF FID Inception; for published-comparable FID use
+    `torchmetrics_fid` with the pytorch-fid weights file.
+    """
+
+    def __init__(self, weights_path: str | os.PathLike):
+        super().__init__()
+        from torchvision.models import inception_v3
+
+        path = Path(weights_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Inception weights file not found: {path}. Nothing is downloaded here; "
+                                    "copy a torchvision inception_v3 state dict to that path.")
+        net = inception_v3(weights=None, aux_logits=True, init_weights=False)
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+        net.fc = torch.nn.Identity()
+        self.net = net.eval()
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) in [0, 1] -> (B, 2048)."""
+        x = torch.nn.functional.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
+        mean = torch.tensor([0.485, 0.456, 0.406], device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225], device=x.device).view(1, 3, 1, 1)
+        return self.net((x - mean) / std)
+
+
+def torchmetrics_fid(weights_path: str | os.PathLike, real: Iterable[torch.Tensor],
+                     fake: Iterable[torch.Tensor]) -> float:
+    """FID with torchmetrics' FID Inception, reading the pytorch-fid weights from a local file.
+
+    Requires `torchmetrics` and `torch-fidelity`; raises ImportError / FileNotFoundError otherwise.
+    """
+    path = Path(weights_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"FID Inception weights file not found: {path} (pt_inception-2015-12-05-*.pth); "
+                                "nothing is downloaded here.")
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
+    except ImportError as err:
+        raise ImportError("torchmetrics_fid needs `pip install torchmetrics torch-fidelity`; "
+                          "or use InceptionFeatures + frechet_distance") from err
+    extractor = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                                   feature_extractor_weights_path=str(path))
+    fid = FrechetInceptionDistance(feature=extractor, normalize=True)
+    for batch in real:
+        fid.update(batch, real=True)
+    for batch in fake:
+        fid.update(batch, real=False)
+    return float(fid.compute())
