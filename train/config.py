@@ -41,6 +41,7 @@ class TrainConfig:
     target_tags_images: str = "anime_tags/images"  # folder the tags CSV's `file` column refers to
     source_attributes_csv: str = ""  # CelebA-style attributes for source hair colours ("" = none)
     source_attributes_images: str = ""  # folder holding the images the attributes CSV lists (added to source)
+    source_attributes_limit: int = 0  # at most this many attribute-CSV images (0 = all); keeps the mix near the test selfies
     source_crop_top: float = 0.12  # non-square sources: where the square crop starts (0 top, 0.5 centre)
     limit_per_folder: int = 0  # keep at most this many images per folder (0 = all); for quick runs
     # --- schedule ---
@@ -64,7 +65,9 @@ class TrainConfig:
     reverse: bool = True  # also translate target -> source (second discriminator)
     w_tag_d: float = 1.0  # tag head of the target discriminator: CE on real tags, G gets it on fakes
     w_tagger: float = 0.0  # frozen tagger's loss on translations (0 = off)
+    w_tagger_features: float = 0.0  # match mean/std of frozen-tagger features of translations to real target images
     tagger: str = "checkpoints/tagger"  # frozen tagger for w_tagger (relative to the repo root)
+    fill_tags_threshold: float = 0.0  # >0: untagged target images get the tagger's colours where it is this sure
     tagger_wait: bool = True  # if the tagger is missing, keep training and load it once it appears
     own_hair_prob: float = 0.2  # chance a source image with a known hair colour keeps it as the target tag
     uniform_color_prob: float = 0.5  # chance the hair/eye tag is drawn uniformly, so rare colours are learned
@@ -130,7 +133,7 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError("no target images: set target_dirs or target_tags_csv")
     if len(cfg.model.domains) != 2:
         raise ConfigError("training needs exactly two domains (source, target)")
-    for p in (cfg.own_hair_prob, cfg.uniform_color_prob):
+    for p in (cfg.own_hair_prob, cfg.uniform_color_prob, cfg.fill_tags_threshold):
         if not 0 <= p <= 1:
             raise ConfigError(f"probabilities must be in [0, 1], got {p}")
 

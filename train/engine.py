@@ -1,0 +1,511 @@
+"""The TwinGAN training engine: one `Trainer` holding models, optimisers, EMA, samplers and RNGs.
+
+The loop is built from small pure helpers (`stage_at`, `accumulate`, `requires_grad`, the losses in
+`train/losses.py`). Distributed training averages gradients with one all-reduce per optimiser step,
+as stylegan3's training loop does: the generator is used through `encode`/`decode` and the
+discriminator loss includes a double-backward penalty, both of which `DistributedDataParallel`'s
+forward hooks do not support; with equal per-rank batches the result is the same gradient mean.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from train import losses
+from train.config import REPO_ROOT, TrainConfig
+from train.data import DomainData, EpochSampler, batch_images
+from twingan.checkpoint import save_pretrained
+from twingan.config import TwinGANConfig
+from twingan.model import Discriminator, TwinGAN
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+# ---------------------------------------------------------------- pure helpers
+
+def stage_at(images: int, cfg: TrainConfig) -> tuple[int, float]:
+    """(resolution, alpha) after `images` training images: stage lengths from cfg.stage_images."""
+    stages = cfg.resolutions
+    start = 0
+    for i, res in enumerate(stages):
+        length = cfg.stage_images[min(i, len(cfg.stage_images) - 1)]
+        if i == len(stages) - 1 or images < start + length:
+            if i == 0 or cfg.fade_fraction == 0:
+                return res, 1.0
+            return res, min(1.0, (images - start) / (cfg.fade_fraction * length))
+        start += length
+    raise AssertionError("unreachable")
+
+
+def requires_grad(module: nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+@torch.no_grad()
+def accumulate(ema: nn.Module, model: nn.Module, beta: float) -> None:
+    """ema = beta * ema + (1 - beta) * model for parameters; buffers are copied."""
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm.detach(), 1 - beta)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
+
+
+def ema_beta(batch: int, images_seen: int, half_life: int, rampup: float) -> float:
+    hl = min(half_life, max(images_seen * rampup, 1e-8)) if rampup > 0 else half_life
+    return 0.5 ** (batch / max(hl, 1e-8))
+
+
+def fade_real(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """PGGAN: during a fade-in, real images blend with their upsampled half-resolution version."""
+    if alpha >= 1.0:
+        return x
+    low = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="nearest")
+    return torch.lerp(low, x, alpha)
+
+
+def stage_config(config: TwinGANConfig, resolution: int) -> TwinGANConfig:
+    """The architecture truncated to `resolution` (for exports made mid-growing)."""
+    skips = tuple(r for r in config.skip_resolutions if r <= resolution)
+    if config.skip_resolutions and not skips:
+        raise ValueError(f"no skip resolution <= {resolution} in {config.skip_resolutions}")
+    return dataclasses.replace(config, resolution=resolution, skip_resolutions=skips)
+
+
+def export_model(model: TwinGAN, folder: Path, resolution: int | None = None,
+                 dtype: torch.dtype | None = torch.float16) -> Path:
+    """Write the inference format (config.json + model.safetensors), truncated to `resolution`."""
+    resolution = resolution or model.config.resolution
+    small = TwinGAN(stage_config(model.config, resolution))
+    state = model.state_dict()
+    small.load_state_dict({k: state[k] for k in small.state_dict()}, strict=True)
+    return save_pretrained(small, folder, dtype=dtype)
+
+
+@torch.no_grad()
+def calibrate_batch_norm(model: TwinGAN, images: torch.Tensor, source: str, target: str,
+                         tags: torch.Tensor | None = None) -> TwinGAN:
+    """A copy of `model` whose batch-norm statistics are those of `source` -> `target` translations.
+
+    Training normalises each decode by its own batch, but the target domain's running statistics
+    average reconstructions and translations; inference (eval mode) translates, so the exported
+    statistics are re-measured on one large batch of translations (momentum 1 = exactly its stats).
+    A no-op copy for instance norm. images (N, 3, R, R) in [0, 1] at the model's stage resolution.
+    """
+    out = copy.deepcopy(model)
+    norms = [m for m in out.modules() if getattr(m, "kind", None) == "batch"]
+    if not norms:
+        return out.eval()
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 1.0
+    out.train()
+    out(images, source, target, tags)
+    for m, mom in zip(norms, saved):
+        m.momentum = mom
+    return out.eval()
+
+
+def grad_allreduce(params: list[nn.Parameter], world: int) -> None:
+    """Average gradients over ranks with one flat all-reduce (missing grads count as zero)."""
+    if world <= 1:
+        return
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[offset:offset + n].view_as(p).clone()
+        offset += n
+
+
+def load_tagger(path: Path, device: torch.device):
+    """The frozen tagger for the conditioning loss, or None when its folder is not there (yet)."""
+    from twingan.checkpoint import load_pretrained
+    from twingan.tagger import Tagger
+
+    if not (path / "model.safetensors").is_file():
+        return None
+    tagger = load_pretrained(Tagger, path, device=device)
+    requires_grad(tagger, False)
+    return tagger.eval()
+
+
+# ---------------------------------------------------------------- the trainer
+
+class Trainer:
+    """Everything one training process holds; `step()` does one D update and one G update."""
+
+    def __init__(self, cfg: TrainConfig, source: DomainData, target: DomainData, rank: int = 0, world: int = 1,
+                 device: str | torch.device = "cpu"):
+        self.cfg, self.source, self.target = cfg, source, target
+        self.rank, self.world, self.device = rank, world, torch.device(device)
+        self.vocab = cfg.model.vocab
+        self.src_name, self.tgt_name = cfg.model.domains[0], cfg.model.domains[1]
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.model = TwinGAN(cfg.model).to(self.device)
+        self.d_target = Discriminator(cfg.model).to(self.device)
+        self.d_source = Discriminator(dataclasses.replace(cfg.model, tag_head=False)).to(self.device) \
+            if cfg.reverse or (cfg.gan_recon_from and cfg.w_gan_recon) else None
+        self.ema = copy.deepcopy(self.model).eval()
+        requires_grad(self.ema, False)
+        if cfg.channels_last:
+            for m in self._modules():
+                m.to(memory_format=torch.channels_last)
+        d_params = list(self.d_target.parameters()) + (list(self.d_source.parameters()) if self.d_source else [])
+        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.opt_d = torch.optim.Adam(d_params, lr=cfg.lr, betas=cfg.betas)
+        self.d_params = d_params
+        # Noise and tag sampling; reseeded from (seed, step) every step. Samplers yield global batches.
+        self.rng = torch.Generator().manual_seed(cfg.seed)
+        self.src_sampler = EpochSampler(len(source), cfg.seed)
+        self.tgt_sampler = EpochSampler(len(target), cfg.seed + 1)
+        tagged = target.hair >= 0
+        pool = tagged | (target.eye >= 0)
+        self.tag_pool = (target.tags[pool], target.hair[pool], target.eye[pool]) if bool(pool.any()) else None
+        self.step_count, self.images_seen = 0, 0
+        self.tagger = None
+        self.tagger_path = Path(cfg.tagger) if Path(cfg.tagger).is_absolute() else REPO_ROOT / cfg.tagger
+        self.maybe_load_tagger()
+        self.autocast = self.device.type == "cuda" and cfg.amp
+        if cfg.compile:
+            # Compile the forwards, not the modules, so state_dict keys stay free of "_orig_mod.".
+            # Only the generator: the discriminators' gradient penalty needs double backward.
+            for m in (self.model.encoder, self.model.generator):
+                m.forward = torch.compile(m.forward)
+        if world > 1:
+            self._broadcast_parameters()
+
+    def _modules(self):
+        return [m for m in (self.model, self.ema, self.d_target, self.d_source) if m is not None]
+
+    def _broadcast_parameters(self) -> None:
+        import torch.distributed as dist
+
+        for m in self._modules():
+            for t in list(m.parameters()) + list(m.buffers()):
+                dist.broadcast(t.data, 0)
+
+    def maybe_load_tagger(self) -> bool:
+        """Load the frozen tagger if the recipe uses one and it exists; True when it is loaded."""
+        uses = self.cfg.w_tagger > 0 or self.cfg.w_tagger_features > 0 or self.cfg.fill_tags_threshold > 0
+        if self.tagger is not None or not uses:
+            return self.tagger is not None
+        self.tagger = load_tagger(self.tagger_path, self.device)
+        if self.tagger is None and not self.cfg.tagger_wait:
+            raise FileNotFoundError(f"the recipe uses a tagger but there is no checkpoint at {self.tagger_path}")
+        if self.tagger is not None:
+            if self.tagger.vocab != self.vocab:
+                raise ValueError(f"the tagger at {self.tagger_path} has another tag vocabulary than the model")
+            log.info("loaded the frozen tagger from %s", self.tagger_path)
+            if self.cfg.fill_tags_threshold > 0:
+                from train.data import fill_missing_tags
+
+                n = fill_missing_tags(self.target, self.tagger.to("cpu"), self.cfg.fill_tags_threshold)
+                self.tagger.to(self.device)
+                log.info("the tagger filled %d missing target colour tags (p >= %.2f)", n,
+                         self.cfg.fill_tags_threshold)
+        return self.tagger is not None
+
+    @property
+    def stage(self) -> tuple[int, float]:
+        return stage_at(self.images_seen, self.cfg)
+
+    # ---- one step -------------------------------------------------------
+
+    def _batch(self, resolution: int, alpha: float, global_batch: int):
+        """This rank's share of the next global batch.
+
+        The whole global batch (indices, augmentation, sampled tags) is drawn from (seed, step) on every
+        rank and then sharded, so N processes see exactly the images and tags one process would.
+        """
+        si = self.src_sampler.next(global_batch)  # (global_batch,) on every rank
+        ti = self.tgt_sampler.next(global_batch)
+        xs = batch_images(self.source, si, resolution)
+        xt = batch_images(self.target, ti, resolution)
+        if self.cfg.augment:
+            from train.tags_data import augment
+
+            xs, xt = augment(xs, self.rng), augment(xt, self.rng)
+        xs, xt = fade_real(xs, alpha), fade_real(xt, alpha)
+        if self.tag_pool is not None:
+            fake_tags, fake_hair, fake_eye = losses.sample_target_tags(
+                *self.tag_pool, global_batch, self.vocab, self.cfg.uniform_color_prob, self.rng,
+                self.source.hair[si], self.cfg.own_hair_prob)
+        else:
+            fake_tags = torch.zeros(global_batch, self.vocab.dim)
+            fake_hair = fake_eye = torch.full((global_batch,), -1)
+        batch = dict(xs=xs, xt=xt, src_tags=self.source.tags[si], tgt_tags=self.target.tags[ti],
+                     tgt_hair=self.target.hair[ti], tgt_eye=self.target.eye[ti],
+                     tgt_binary_known=self.target.binary_known[ti],
+                     fake_tags=fake_tags, fake_hair=fake_hair, fake_eye=fake_eye)
+        shard = slice(self.rank, None, self.world)
+        batch = {k: v[shard].to(self.device, non_blocking=True) for k, v in batch.items()}
+        if self.cfg.channels_last:
+            batch["xs"] = batch["xs"].contiguous(memory_format=torch.channels_last)
+            batch["xt"] = batch["xt"].contiguous(memory_format=torch.channels_last)
+        return batch
+
+    def _g_forward(self, b: dict) -> dict:
+        m, src, tgt = self.model, self.src_name, self.tgt_name
+        zs, ss = m.encode(b["xs"], src)
+        zt, st = m.encode(b["xt"], tgt)
+        out = dict(zs=zs, zt=zt,
+                   rec_s=m.decode(zs, ss, src, b["src_tags"]),
+                   rec_t=m.decode(zt, st, tgt, b["tgt_tags"]),
+                   fake_t=m.decode(zs, ss, tgt, b["fake_tags"]))
+        if self.cfg.reverse:
+            out["fake_s"] = m.decode(zt, st, src, None)
+        return out
+
+    def step(self) -> dict[str, float]:
+        """One training step on the next global batch; returns the losses (averaged over ranks)."""
+        cfg = self.cfg
+        res, alpha = self.stage
+        self.model.set_stage(res, alpha)
+        self.ema.set_stage(res, alpha)
+        global_batch = cfg.batch_for(res)
+        # Noise and tags come from (seed, step) alone: a resumed run and every DDP rank draw the same ones.
+        self.rng.manual_seed(cfg.seed * 1_000_003 + self.step_count)
+        if global_batch % self.world:
+            raise ValueError(f"batch {global_batch} at {res} px does not split over {self.world} processes")
+        b = self._batch(res, alpha, global_batch)
+        logs: dict[str, torch.Tensor] = {}
+        self.model.train()
+        amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast)
+
+        with amp:
+            g = self._g_forward(b)
+
+        # ---- discriminator update on detached fakes
+        requires_grad(self.model, False)
+        for d in (self.d_target, self.d_source):
+            if d is not None:
+                requires_grad(d, True)
+        with amp:
+            real_score, real_tags = self.d_target(b["xt"], alpha)
+            fake_score, _ = self.d_target(g["fake_t"].detach(), alpha)
+            d_loss = d_gan = losses.d_logistic(real_score, fake_score)
+            if real_tags is not None and cfg.w_tag_d:
+                d_tag = losses.tag_loss(real_tags.float(), b["tgt_hair"], b["tgt_eye"], b["tgt_tags"],
+                                        b["tgt_binary_known"], self.vocab)
+                d_loss = d_loss + cfg.w_tag_d * d_tag
+                logs["d_tag"] = d_tag.detach()
+            if cfg.reverse:
+                rs, _ = self.d_source(b["xs"], alpha)
+                fs, _ = self.d_source(g["fake_s"].detach(), alpha)
+                d_rev = losses.d_logistic(rs, fs)
+                d_loss = d_loss + d_rev
+                logs["d_gan_rev"] = d_rev.detach()
+            if cfg.gan_recon_from and cfg.w_gan_recon and res >= cfg.gan_recon_from:
+                fr, _ = self.d_target(g["rec_t"].detach(), alpha)
+                d_loss = d_loss + F.softplus(fr).mean()
+                fs2, _ = self.d_source(g["rec_s"].detach(), alpha)
+                rs2, _ = self.d_source(b["xs"], alpha)
+                d_loss = d_loss + losses.d_logistic(rs2, fs2) * 0.5
+        if cfg.gp != "none" and cfg.gp_weight > 0 and self.step_count % cfg.gp_every == 0:
+            pens = []
+            for d, real in ((self.d_target, b["xt"]), (self.d_source if cfg.reverse else None, b["xs"])):
+                if d is None:
+                    continue
+                pens.append(losses.dragan_penalty(d, real, self.rng, alpha) if cfg.gp == "dragan"
+                            else losses.r1_penalty(d, real, alpha))
+            gp = sum(pens)
+            d_loss = d_loss + cfg.gp_weight * cfg.gp_every * gp
+            logs["gp"] = gp.detach()
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        grad_allreduce(self.d_params, self.world)
+        self.opt_d.step()
+        logs["d_gan"] = d_gan.detach()
+
+        # ---- generator update against the updated discriminator (frozen)
+        requires_grad(self.model, True)
+        for d in (self.d_target, self.d_source):
+            if d is not None:
+                requires_grad(d, False)
+        with amp:
+            rec = (g["rec_s"] - b["xs"]).abs().mean() + (g["rec_t"] - b["xt"]).abs().mean()
+            fake_score, fake_tags = self.d_target(g["fake_t"], alpha)
+            g_gan = losses.g_nonsaturating(fake_score)
+            z_fake, _ = self.model.encode(g["fake_t"], self.tgt_name)
+            latent = (z_fake - g["zs"]).abs().mean()
+            g_loss = cfg.w_recon * rec + cfg.w_gan * g_gan + cfg.w_latent * latent
+            if fake_tags is not None and cfg.w_tag_d:
+                g_tag = losses.tag_loss(fake_tags.float(), b["fake_hair"], b["fake_eye"], b["fake_tags"],
+                                        torch.zeros_like(b["fake_hair"], dtype=torch.bool), self.vocab)
+                g_loss = g_loss + cfg.w_tag_d * g_tag
+                logs["g_tag"] = g_tag.detach()
+            if self.tagger is not None and (cfg.w_tagger or cfg.w_tagger_features):
+                t = self.tagger(g["fake_t"].float().clamp(0, 1))
+                if cfg.w_tagger:
+                    g_tagger = F.cross_entropy(t["hair_logits"], b["fake_hair"]) + \
+                        F.cross_entropy(t["eye_logits"], b["fake_eye"])
+                    g_loss = g_loss + cfg.w_tagger * g_tagger
+                    logs["g_tagger"] = g_tagger.detach()
+                if cfg.w_tagger_features:
+                    with torch.no_grad():
+                        real_features = self.tagger.features(b["xt"].float())
+                    g_feat = losses.feature_moments(t["features"].float(), real_features)
+                    g_loss = g_loss + cfg.w_tagger_features * g_feat
+                    logs["g_tagger_features"] = g_feat.detach()
+            if cfg.reverse:
+                fs, _ = self.d_source(g["fake_s"], alpha)
+                z_rev, _ = self.model.encode(g["fake_s"], self.src_name)
+                g_rev = losses.g_nonsaturating(fs)
+                g_loss = g_loss + cfg.w_gan * g_rev + cfg.w_latent * (z_rev - g["zt"]).abs().mean()
+                logs["g_gan_rev"] = g_rev.detach()
+            if cfg.gan_recon_from and cfg.w_gan_recon and res >= cfg.gan_recon_from:
+                g_loss = g_loss + cfg.w_gan_recon * 0.5 * (
+                    losses.g_nonsaturating(self.d_target(g["rec_t"], alpha)[0])
+                    + losses.g_nonsaturating(self.d_source(g["rec_s"], alpha)[0]))
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        grad_allreduce(list(self.model.parameters()), self.world)
+        self.opt_g.step()
+        for d in (self.d_target, self.d_source):
+            if d is not None:
+                requires_grad(d, True)
+
+        self.step_count += 1
+        self.images_seen += global_batch
+        accumulate(self.ema, self.model,
+                   ema_beta(global_batch, self.images_seen, cfg.ema_half_life_images, cfg.ema_rampup))
+        logs.update(recon=rec.detach(), g_gan=g_gan.detach(), latent=latent.detach(), g_total=g_loss.detach(),
+                    d_total=d_loss.detach())
+        return self._reduce_logs(logs)
+
+    def _reduce_logs(self, logs: dict[str, torch.Tensor]) -> dict[str, float]:
+        keys = sorted(logs)
+        vec = torch.stack([logs[k].float() for k in keys])
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(vec)
+            vec /= self.world
+        return dict(zip(keys, vec.tolist()))
+
+    # ---- samples, checkpoints, export ----------------------------------
+
+    def fixed_samples(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same n source images and tags every time: (images uint8, tags) with hair colours cycling."""
+        g = torch.Generator().manual_seed(1234)
+        idx = torch.randperm(len(self.source), generator=g)[:n]
+        tags = torch.zeros(len(idx), self.vocab.dim)
+        for i in range(len(idx)):
+            tags[i, self.vocab.hair_slice.start + i % len(self.vocab.hair)] = 1
+            tags[i, self.vocab.eye_slice.start + (i * 3) % len(self.vocab.eye)] = 1
+        return idx, tags
+
+    @torch.no_grad()
+    def sample_grid(self, n: int | None = None) -> torch.Tensor:
+        """Rows: input | translation | reconstruction (EMA generator, eval mode), (3, H, W) in [0, 1]."""
+        from torchvision.utils import make_grid
+
+        res, alpha = self.stage
+        idx, tags = self.fixed_samples(n or self.cfg.num_samples)
+        x = batch_images(self.source, idx, res).to(self.device)
+        self.ema.set_stage(res, alpha)
+        fake = self.calibrated(res, alpha).translate(x, self.src_name, self.tgt_name, tags.to(self.device))
+        rec = self.calibrated(res, alpha, target=self.src_name).translate(x, self.src_name, self.src_name)
+        rows = torch.cat([x, fake, rec]).float().cpu()
+        rows = F.interpolate(rows, size=max(64, res), mode="nearest")
+        return make_grid(rows, nrow=len(idx), padding=2, pad_value=1.0)
+
+    def calibrated(self, res: int, alpha: float, n: int = 256, target: str | None = None) -> TwinGAN:
+        """The EMA generator with batch-norm statistics measured on n translations (fixed images and tags)."""
+        g = torch.Generator().manual_seed(4321)
+        idx = torch.randperm(len(self.source), generator=g)[:n]
+        x = batch_images(self.source, idx, res).to(self.device)
+        tags = None
+        if self.tag_pool is not None:
+            tags = losses.sample_target_tags(*self.tag_pool, len(idx), self.vocab, self.cfg.uniform_color_prob, g,
+                                             self.source.hair[idx], self.cfg.own_hair_prob)[0].to(self.device)
+        self.ema.set_stage(res, alpha)
+        return calibrate_batch_norm(self.ema, x, self.src_name, target or self.tgt_name, tags)
+
+    def state_dict(self) -> dict:
+        """Tensors and plain Python values only: torch.load(weights_only=True) reads it."""
+        state = {
+            "step": self.step_count, "images_seen": self.images_seen,
+            "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+            "d_target": self.d_target.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "src_sampler": self.src_sampler.state_dict(), "tgt_sampler": self.tgt_sampler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": list(_plain(random.getstate())),
+            "config": dataclasses.asdict(self.cfg),
+            "tagger_loaded": self.tagger is not None,
+        }
+        if self.d_source is not None:
+            state["d_source"] = self.d_source.state_dict()
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_count, self.images_seen = int(state["step"]), int(state["images_seen"])
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.d_target.load_state_dict(state["d_target"])
+        if self.d_source is not None:
+            self.d_source.load_state_dict(state["d_source"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.src_sampler.load_state_dict(state["src_sampler"])
+        self.tgt_sampler.load_state_dict(state["tgt_sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(_tuple(state["python_rng"]))
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        res, alpha = self.stage
+        self.model.set_stage(res, alpha)
+        self.ema.set_stage(res, alpha)
+        if state.get("tagger_loaded"):
+            self.maybe_load_tagger()
+
+    def save_checkpoint(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)  # atomic: a crash mid-write never leaves a broken checkpoint
+        return path
+
+    def export(self, folder: Path, dtype: torch.dtype | None = torch.float16) -> Path:
+        """Export the EMA generator at the highest fully faded-in resolution (fp16 safetensors by default)."""
+        res, alpha = self.stage
+        if alpha < 1.0:
+            res, alpha = max(res // 2, 8), 1.0
+        return export_model(self.calibrated(res, alpha), folder, res, dtype)
+
+
+def _plain(obj):
+    return [_plain(o) for o in obj] if isinstance(obj, (tuple, list)) else obj
+
+
+def _tuple(obj):
+    return tuple(_tuple(o) for o in obj) if isinstance(obj, list) else obj
+
+
+def images_per_second(images: int, seconds: float) -> float:
+    return images / seconds if seconds > 0 else math.nan
+
+
+def now() -> float:
+    return time.perf_counter()

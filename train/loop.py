@@ -1,0 +1,165 @@
+"""The training loop around `Trainer`: distributed setup, logging, samples, checkpoints, exports.
+
+Rank 0 alone writes (config, TensorBoard, PNG grids, checkpoints, exports); every rank trains.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import torch
+
+from train.config import TrainConfig, to_dict
+from train.data import load_domains
+from train.engine import CHECKPOINT_NAME, Trainer
+
+log = logging.getLogger(__name__)
+
+
+def dist_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) when not distributed."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def setup_distributed(world: int, local_rank: int) -> torch.device:
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def describe(cfg: TrainConfig, trainer: Trainer | None = None) -> str:
+    lines = [f"run folder: {cfg.run_path}", f"data root: {cfg.root}",
+             f"stages: {cfg.resolutions} (images per stage {list(cfg.stage_images)}), total {cfg.total_images} images"]
+    if trainer is not None:
+        n_g = sum(p.numel() for p in trainer.model.parameters())
+        n_d = sum(p.numel() for p in trainer.d_params)
+        lines += [f"source images: {len(trainer.source)} (skipped {trainer.source.skipped}), "
+                  f"target images: {len(trainer.target)} (skipped {trainer.target.skipped})",
+                  f"generator params {n_g / 1e6:.2f}M, discriminator params {n_d / 1e6:.2f}M",
+                  f"tagger: {'loaded' if trainer.tagger is not None else 'not loaded'} ({trainer.tagger_path})"]
+    return "\n".join(lines)
+
+
+def train(cfg: TrainConfig, resume: bool = False, dry_run: bool = False, max_steps: int | None = None,
+          progress: bool = True) -> dict:
+    """Train (or, with dry_run, only load data, build models and print the plan). Returns a summary."""
+    rank, world, local_rank = dist_env()
+    device = setup_distributed(world, local_rank)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    master = rank == 0
+    run = cfg.run_path
+    source, target = load_domains(cfg)
+    trainer = Trainer(cfg, source, target, rank, world, device)
+    ckpt = run / CHECKPOINT_NAME
+    if resume:
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
+        trainer.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True))
+    if master:
+        print(describe(cfg, trainer), flush=True)
+    if dry_run:
+        return {"dry_run": True, "source": len(source), "target": len(target)}
+    writer = None
+    if master:
+        write_json(run / "config.json", to_dict(cfg))
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run / "tb"))
+    stop = {"flag": False}
+
+    def on_sigint(signum, frame):  # finish the step, checkpoint, then exit
+        stop["flag"] = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous_term = signal.signal(signal.SIGTERM, on_sigint)
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.total_images, initial=trainer.images_seen, unit="img", disable=not (master and progress),
+               dynamic_ncols=True, mininterval=5)
+    last_export = time.monotonic()
+    t0, n0 = time.perf_counter(), trainer.images_seen
+    start_step = trainer.step_count
+    logs: dict = {}
+    try:
+        while trainer.images_seen < cfg.total_images and not stop["flag"]:
+            if max_steps is not None and trainer.step_count - start_step >= max_steps:
+                break
+            if trainer.step_count % cfg.log_every == 0:
+                trainer.maybe_load_tagger()
+            logs = trainer.step()
+            step = trainer.step_count
+            res, alpha = trainer.stage
+            speed = (trainer.images_seen - n0) / max(time.perf_counter() - t0, 1e-9)
+            if master:
+                bar.update(cfg.batch_for(res))
+                bar.set_postfix_str(f"{res}px a={alpha:.2f} rec={logs['recon']:.3f} G={logs['g_gan']:.2f} "
+                                    f"D={logs['d_gan']:.2f} {speed:.1f} img/s", refresh=False)
+            if master and step % cfg.log_every == 0:
+                for k, v in logs.items():
+                    writer.add_scalar(f"loss/{k}", v, trainer.images_seen)
+                writer.add_scalar("train/resolution", res, trainer.images_seen)
+                writer.add_scalar("train/alpha", alpha, trainer.images_seen)
+                writer.add_scalar("train/images_per_s", speed, trainer.images_seen)
+                print(json.dumps({"step": step, "images": trainer.images_seen, "res": res, "alpha": round(alpha, 3),
+                                  "img_s": round(speed, 2), "min": round((time.perf_counter() - t0) / 60, 1),
+                                  **{k: round(v, 4) for k, v in logs.items()}}), flush=True)
+            if master and step % cfg.sample_every == 0:
+                save_samples(trainer, run, writer)
+            if step % cfg.checkpoint_every == 0 and master:
+                trainer.save_checkpoint(ckpt)
+            if master and cfg.export_every_minutes and time.monotonic() - last_export > 60 * cfg.export_every_minutes:
+                export_now(trainer, run)
+                last_export = time.monotonic()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        bar.close()
+        if master and trainer.step_count > start_step:
+            trainer.save_checkpoint(ckpt)
+            save_samples(trainer, run, writer)
+            export_now(trainer, run)
+            print(f"saved {ckpt} and {run / 'export'} at step {trainer.step_count}", flush=True)
+        if writer is not None:
+            writer.close()
+    seconds = time.perf_counter() - t0
+    return {"step": trainer.step_count, "images": trainer.images_seen, "seconds": seconds,
+            "images_per_s": (trainer.images_seen - n0) / max(seconds, 1e-9), "losses": logs,
+            "interrupted": stop["flag"]}
+
+
+def save_samples(trainer: Trainer, run: Path, writer) -> Path:
+    from torchvision.utils import save_image
+
+    grid = trainer.sample_grid()
+    path = run / "samples" / f"step_{trainer.step_count:07d}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, path)
+    if writer is not None:
+        writer.add_image("samples/input_translation_reconstruction", grid, trainer.images_seen)
+    return path
+
+
+def export_now(trainer: Trainer, run: Path) -> Path:
+    """Export to run/export (latest) and keep a copy per step under run/exports/."""
+    folder = trainer.export(run / "exports" / f"step_{trainer.step_count:07d}")
+    trainer.export(run / "export")
+    log.info("exported %s", folder)
+    return folder

@@ -1,0 +1,96 @@
+"""Small pure loss helpers for the training loop (no state, no I/O)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from twingan.vocab import TagVocab
+
+
+def d_logistic(real_score: torch.Tensor, fake_score: torch.Tensor) -> torch.Tensor:
+    """Non-saturating GAN loss of the discriminator."""
+    return F.softplus(-real_score).mean() + F.softplus(fake_score).mean()
+
+
+def g_nonsaturating(fake_score: torch.Tensor) -> torch.Tensor:
+    return F.softplus(-fake_score).mean()
+
+
+def masked_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over rows whose target is >= 0 (unknown = -1); 0 when no row is known."""
+    known = target >= 0
+    if not bool(known.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[known], target[known])
+
+
+def tag_loss(logits: torch.Tensor, hair: torch.Tensor, eye: torch.Tensor, tags: torch.Tensor,
+             binary_known: torch.Tensor, vocab: TagVocab, w_binary: float = 0.5) -> torch.Tensor:
+    """Hair CE + eye CE (masked where unknown) + BCE of the binary tags (rows where they are labels).
+
+    logits (B, TAG_DIM) in the vocab layout; hair/eye (B,) class indices or -1; tags (B, TAG_DIM).
+    """
+    loss = masked_ce(logits[:, vocab.hair_slice], hair) + masked_ce(logits[:, vocab.eye_slice], eye)
+    if w_binary and bool(binary_known.any()):
+        b = vocab.binary_slice
+        loss = loss + w_binary * F.binary_cross_entropy_with_logits(logits[binary_known, b], tags[binary_known, b])
+    return loss
+
+
+def dragan_penalty(discriminator, real: torch.Tensor, generator: torch.Generator | None = None,
+                   alpha: float = 1.0) -> torch.Tensor:
+    """DRAGAN: (|grad D| - 1)^2 at points perturbed around the real data."""
+    b = real.shape[0]
+    noise = torch.rand(real.shape, generator=generator).to(real.device)
+    perturbed = real + 0.5 * real.std() * noise
+    t = torch.rand(b, 1, 1, 1, generator=generator).to(real.device)
+    x = (real + t * (perturbed - real)).detach().requires_grad_(True)
+    score, _ = discriminator(x, alpha)
+    (grad,) = torch.autograd.grad(score.sum(), x, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+def r1_penalty(discriminator, real: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """R1: squared gradient norm of D at the real data (halved, as in StyleGAN2's d_r1_loss)."""
+    x = real.detach().requires_grad_(True)
+    score, _ = discriminator(x, alpha)
+    (grad,) = torch.autograd.grad(score.sum(), x, create_graph=True)
+    return 0.5 * grad.pow(2).flatten(1).sum(1).mean()
+
+
+def sample_target_tags(pool: torch.Tensor, pool_hair: torch.Tensor, pool_eye: torch.Tensor, n: int,
+                       vocab: TagVocab, uniform_prob: float, generator: torch.Generator | None = None,
+                       own_hair: torch.Tensor | None = None, own_hair_prob: float = 0.0):
+    """Tags for translations: rows of the anime tag distribution, colours sometimes redrawn uniformly.
+
+    pool (M, TAG_DIM) real tag vectors; pool_hair/pool_eye (M,) indices or -1. Unknown colours are
+    always redrawn, so every translation asks for a hair and an eye colour. `own_hair` (n,) gives
+    the source person's hair colour (or -1), kept with probability `own_hair_prob`.
+    Returns (tags (n, TAG_DIM), hair (n,), eye (n,)).
+    """
+    rows = torch.randint(len(pool), (n,), generator=generator)
+    tags, hair, eye = pool[rows].clone(), pool_hair[rows].clone(), pool_eye[rows].clone()
+    n_hair, n_eye = len(vocab.hair), len(vocab.eye)
+    redraw_h = (torch.rand(n, generator=generator) < uniform_prob) | (hair < 0)
+    redraw_e = (torch.rand(n, generator=generator) < uniform_prob) | (eye < 0)
+    hair = torch.where(redraw_h, torch.randint(n_hair, (n,), generator=generator), hair)
+    eye = torch.where(redraw_e, torch.randint(n_eye, (n,), generator=generator), eye)
+    if own_hair is not None and own_hair_prob > 0:
+        keep = (torch.rand(n, generator=generator) < own_hair_prob) & (own_hair >= 0)
+        hair = torch.where(keep, own_hair, hair)
+    tags[:, vocab.hair_slice] = F.one_hot(hair, n_hair).float()
+    tags[:, vocab.eye_slice] = F.one_hot(eye, n_eye).float()
+    return tags, hair, eye
+
+
+def feature_moments(fake: torch.Tensor, real: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Match per-dimension mean and std of features (B, D) of fakes to those of a real batch.
+
+    Normalised by the real features' total variance, so the loss is ~1 for unrelated sets whatever
+    the feature scale (feature matching, Salimans et al. 2016, on a frozen network's features).
+    """
+    real = real.detach()
+    mu_f, mu_r = fake.mean(0), real.mean(0)
+    sd_f, sd_r = fake.std(0), real.std(0)
+    return ((mu_f - mu_r).pow(2).sum() + (sd_f - sd_r).pow(2).sum()) / (real.var(0).sum() + eps)
