@@ -8,7 +8,6 @@ the data is absent, which has no face and times the fallback path instead).
 
 import argparse
 import io
-import os
 import statistics
 import time
 from pathlib import Path
@@ -17,10 +16,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from train.config import default_data_root
 from twingan.faces import FaceCropper
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("TWINGAN_DATA", ROOT.parent / "shared" / "data"))
+DATA = Path(default_data_root())
 
 
 def make_photo(size=(4000, 3000)) -> tuple[bytes, str]:

@@ -20,7 +20,9 @@ ASTRONAUT = ROOT / "examples" / "astronaut.png"
 
 def data_root() -> Path:
     """The shared data folder: $TWINGAN_DATA, else ../shared/data next to the repository."""
-    return Path(os.environ.get("TWINGAN_DATA", ROOT.parent / "shared" / "data"))
+    from train.config import default_data_root
+
+    return Path(default_data_root())
 
 
 def free_port() -> int:

@@ -1,7 +1,6 @@
 """Tests for twingan.faces: input handling, crop geometry, detection on real photos, paste back."""
 
 import io
-import os
 import struct
 import subprocess
 import sys
@@ -12,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, features
+
+from conftest import data_root
 
 from twingan.faces import (
     ORIGINAL_MARGINS,
@@ -26,7 +27,7 @@ from twingan.faces import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("TWINGAN_DATA", ROOT.parent / "shared" / "data"))
+DATA = data_root()
 PHOTOS = DATA / "photos"
 # True face counts, counted by eye.
 FACE_COUNTS = {

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import data_root
 from train import tagger as train_tagger
 from train.tags_data import TagsDataError, augment, read_celeba_hair, read_tags_csv
 from twingan.checkpoint import load_pretrained, save_pretrained
@@ -18,7 +18,7 @@ from twingan.tagger import HumanHairClassifier, HumanHairConfig, Tagger, TaggerC
 from twingan.vocab import DEFAULT_VOCAB, TAG_DIM
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("TWINGAN_DATA", REPO.parent / "shared" / "data"))
+DATA = data_root()
 TINY = TaggerConfig(resolution=32, channels=(8, 16), feature_dim=16)
 COLUMNS = ["file", "split", "hair_color", "eye_color", *DEFAULT_VOCAB.binary]
 
