@@ -22,9 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from train.config import load_config  # noqa: E402
-from train.data import DomainData  # noqa: E402
-from train.engine import Trainer  # noqa: E402
+from train.config import load_config
+from train.data import DomainData
+from train.engine import Trainer
 
 
 def conv_peak(device: torch.device, seconds: float = 2.0) -> float:

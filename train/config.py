@@ -53,6 +53,7 @@ class TrainConfig:
     total_images: int = 6_000_000  # training stops after this many images (counted globally)
     # --- optimiser ---
     lr: float = 1e-4  # Adam, G and D alike (original 1e-4)
+    lr_d: float = 0.0  # discriminator learning rate (0 = lr); a faster D (TTUR) sharpens short runs
     betas: tuple[float, float] = (0.5, 0.99)  # original values
     ema_half_life_images: int = 10_000  # EMA of G: weight halves every this many images
     ema_rampup: float = 0.05  # early on the half-life is at most this fraction of images seen
@@ -62,6 +63,7 @@ class TrainConfig:
     w_gan_recon: float = 1.0  # GAN loss on reconstructions (from gan_recon_from px up)
     gan_recon_from: int = 64  # 0 = never
     w_latent: float = 0.1  # L1 between the latent of an input and of its translation
+    latent_normalized: bool = False  # divide that L1 by the input latents' spread over the batch, so near-constant latents can't satisfy it
     reverse: bool = True  # also translate target -> source (second discriminator)
     w_tag_d: float = 1.0  # tag head of the target discriminator: CE on real tags, G gets it on fakes
     w_tagger: float = 0.0  # frozen tagger's loss on translations (0 = off)

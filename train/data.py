@@ -54,7 +54,7 @@ def square_box(width: int, height: int, crop_top: float) -> tuple[int, int, int,
     """The largest square in a (width, height) image: centred across, `crop_top` of the slack from the top."""
     s = min(width, height)
     left = (width - s) // 2
-    top = int(round((height - s) * crop_top)) if height > width else 0
+    top = round((height - s) * crop_top) if height > width else 0
     return left, top, left + s, top + s
 
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import math
 import random
-import time
 from pathlib import Path
 
 import torch
@@ -95,14 +93,15 @@ def export_model(model: TwinGAN, folder: Path, resolution: int | None = None,
 
 
 @torch.no_grad()
-def calibrate_batch_norm(model: TwinGAN, images: torch.Tensor, source: str, target: str,
-                         tags: torch.Tensor | None = None) -> TwinGAN:
-    """A copy of `model` whose batch-norm statistics are those of `source` -> `target` translations.
+def calibrate_batch_norm(model: TwinGAN, passes: list[tuple[torch.Tensor, str, str, torch.Tensor | None]]) -> TwinGAN:
+    """A copy of `model` whose batch-norm statistics are re-measured on `passes`, in order.
 
-    Training normalises each decode by its own batch, but the target domain's running statistics
-    average reconstructions and translations; inference (eval mode) translates, so the exported
-    statistics are re-measured on one large batch of translations (momentum 1 = exactly its stats).
-    A no-op copy for instance norm. images (N, 3, R, R) in [0, 1] at the model's stage resolution.
+    Each pass is (images (N, 3, R, R) in [0, 1], source, target, tags or None), run once in train mode
+    with momentum 1, so the statistics become exactly that batch's. Statistics are kept per domain
+    (encoder: the source's slot, generator: the target's), so later passes overwrite only the slots
+    they use: put the path that matters most (source -> target translation) last. Training
+    normalises each decode by its own batch, while the running statistics average all decodes into
+    a domain; eval mode needs the statistics of the path it runs. A no-op copy for instance norm.
     """
     out = copy.deepcopy(model)
     norms = [m for m in out.modules() if getattr(m, "kind", None) == "batch"]
@@ -112,7 +111,8 @@ def calibrate_batch_norm(model: TwinGAN, images: torch.Tensor, source: str, targ
     for m in norms:
         m.momentum = 1.0
     out.train()
-    out(images, source, target, tags)
+    for images, source, target, tags in passes:
+        out(images, source, target, tags)
     for m, mom in zip(norms, saved):
         m.momentum = mom
     return out.eval()
@@ -170,7 +170,7 @@ class Trainer:
                 m.to(memory_format=torch.channels_last)
         d_params = list(self.d_target.parameters()) + (list(self.d_source.parameters()) if self.d_source else [])
         self.opt_g = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas)
-        self.opt_d = torch.optim.Adam(d_params, lr=cfg.lr, betas=cfg.betas)
+        self.opt_d = torch.optim.Adam(d_params, lr=cfg.lr_d or cfg.lr, betas=cfg.betas)
         self.d_params = d_params
         # Noise and tag sampling; reseeded from (seed, step) every step. Samplers yield global batches.
         self.rng = torch.Generator().manual_seed(cfg.seed)
@@ -345,7 +345,7 @@ class Trainer:
             fake_score, fake_tags = self.d_target(g["fake_t"], alpha)
             g_gan = losses.g_nonsaturating(fake_score)
             z_fake, _ = self.model.encode(g["fake_t"], self.tgt_name)
-            latent = (z_fake - g["zs"]).abs().mean()
+            latent = losses.latent_consistency(z_fake, g["zs"], cfg.latent_normalized)
             g_loss = cfg.w_recon * rec + cfg.w_gan * g_gan + cfg.w_latent * latent
             if fake_tags is not None and cfg.w_tag_d:
                 g_tag = losses.tag_loss(fake_tags.float(), b["fake_hair"], b["fake_eye"], b["fake_tags"],
@@ -369,7 +369,7 @@ class Trainer:
                 fs, _ = self.d_source(g["fake_s"], alpha)
                 z_rev, _ = self.model.encode(g["fake_s"], self.src_name)
                 g_rev = losses.g_nonsaturating(fs)
-                g_loss = g_loss + cfg.w_gan * g_rev + cfg.w_latent * (z_rev - g["zt"]).abs().mean()
+                g_loss = g_loss + cfg.w_gan * g_rev + cfg.w_latent * losses.latent_consistency(z_rev, g["zt"], cfg.latent_normalized)
                 logs["g_gan_rev"] = g_rev.detach()
             if cfg.gan_recon_from and cfg.w_gan_recon and res >= cfg.gan_recon_from:
                 g_loss = g_loss + cfg.w_gan_recon * 0.5 * (
@@ -422,23 +422,35 @@ class Trainer:
         idx, tags = self.fixed_samples(n or self.cfg.num_samples)
         x = batch_images(self.source, idx, res).to(self.device)
         self.ema.set_stage(res, alpha)
-        fake = self.calibrated(res, alpha).translate(x, self.src_name, self.tgt_name, tags.to(self.device))
-        rec = self.calibrated(res, alpha, target=self.src_name).translate(x, self.src_name, self.src_name)
+        model = self.calibrated(res, alpha)
+        fake = model.translate(x, self.src_name, self.tgt_name, tags.to(self.device))
+        rec = model.translate(x, self.src_name, self.src_name, self.source.tags[idx].to(self.device))
         rows = torch.cat([x, fake, rec]).float().cpu()
         rows = F.interpolate(rows, size=max(64, res), mode="nearest")
         return make_grid(rows, nrow=len(idx), padding=2, pad_value=1.0)
 
-    def calibrated(self, res: int, alpha: float, n: int = 256, target: str | None = None) -> TwinGAN:
-        """The EMA generator with batch-norm statistics measured on n translations (fixed images and tags)."""
+    def calibrated(self, res: int, alpha: float, n: int = 256) -> TwinGAN:
+        """The EMA generator with batch-norm statistics measured on n fixed images per path.
+
+        Order: target -> target and source -> source reconstructions, then source -> target
+        translations (tags drawn from the target tag distribution), which own the target
+        generator statistics in the export because translation is what inference runs.
+        """
         g = torch.Generator().manual_seed(4321)
-        idx = torch.randperm(len(self.source), generator=g)[:n]
-        x = batch_images(self.source, idx, res).to(self.device)
+        si = torch.randperm(len(self.source), generator=g)[:n]
+        ti = torch.randperm(len(self.target), generator=g)[:n]
+        xs = batch_images(self.source, si, res).to(self.device)
+        xt = batch_images(self.target, ti, res).to(self.device)
         tags = None
         if self.tag_pool is not None:
-            tags = losses.sample_target_tags(*self.tag_pool, len(idx), self.vocab, self.cfg.uniform_color_prob, g,
-                                             self.source.hair[idx], self.cfg.own_hair_prob)[0].to(self.device)
+            tags = losses.sample_target_tags(*self.tag_pool, len(si), self.vocab, self.cfg.uniform_color_prob, g,
+                                             self.source.hair[si], self.cfg.own_hair_prob)[0].to(self.device)
         self.ema.set_stage(res, alpha)
-        return calibrate_batch_norm(self.ema, x, self.src_name, target or self.tgt_name, tags)
+        d = self.device
+        passes = [(xt, self.tgt_name, self.tgt_name, self.target.tags[ti].to(d)),
+                  (xs, self.src_name, self.src_name, self.source.tags[si].to(d)),
+                  (xs, self.src_name, self.tgt_name, tags)]
+        return calibrate_batch_norm(self.ema, passes)
 
     def state_dict(self) -> dict:
         """Tensors and plain Python values only: torch.load(weights_only=True) reads it."""
@@ -468,6 +480,10 @@ class Trainer:
             self.d_source.load_state_dict(state["d_source"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        # The config's learning rates win over the saved ones, so a resume can change them.
+        for opt, lr in ((self.opt_g, self.cfg.lr), (self.opt_d, self.cfg.lr_d or self.cfg.lr)):
+            for group in opt.param_groups:
+                group["lr"] = lr
         self.src_sampler.load_state_dict(state["src_sampler"])
         self.tgt_sampler.load_state_dict(state["tgt_sampler"])
         torch.set_rng_state(state["torch_rng"])
@@ -502,10 +518,3 @@ def _plain(obj):
 def _tuple(obj):
     return tuple(_tuple(o) for o in obj) if isinstance(obj, list) else obj
 
-
-def images_per_second(images: int, seconds: float) -> float:
-    return images / seconds if seconds > 0 else math.nan
-
-
-def now() -> float:
-    return time.perf_counter()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -88,7 +87,10 @@ def evaluate(model, judge, sets: dict, seed: int = 0) -> tuple[dict, dict]:
     held_out, reference = anime[perm[:n]], anime[perm[n:]]
     tags = sample_tags(sets["anime_tags"], n, vocab, g)
     translated = batched(lambda x, t: model.translate(x, "human", "anime", t), selfies, tags)
-    feats = lambda x: batched(judge.features, x)  # noqa: E731
+
+    def feats(x: torch.Tensor) -> torch.Tensor:
+        return batched(judge.features, x)
+
     ref = feats(reference)
     fd = frechet_distance(feats(translated), ref)
     floor = frechet_distance(feats(held_out), ref)
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--judge", default=str(EVAL_TAGGER), help="evaluation tagger (never the training one)")
     p.add_argument("--out", default=None, help="JSON file (default CHECKPOINT/eval.json)")
     p.add_argument("--grid", default=None, help="comparison grid PNG (default next to the JSON)")
-    p.add_argument("--limit", type=int, default=0, help="use only this many test selfies (quick checks)")
+    p.add_argument("--limit", type=int, default=0, help="quick checks: only this many test selfies and testB faces, 5x as many anime_tags faces")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def dist_env() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) when not distributed."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def setup_distributed(world: int, local_rank: int) -> torch.device:
@@ -50,8 +50,8 @@ def describe(cfg: TrainConfig, trainer: Trainer | None = None) -> str:
     if trainer is not None:
         n_g = sum(p.numel() for p in trainer.model.parameters())
         n_d = sum(p.numel() for p in trainer.d_params)
-        lines += [f"source images: {len(trainer.source)} (skipped {trainer.source.skipped}), "
-                  f"target images: {len(trainer.target)} (skipped {trainer.target.skipped})",
+        lines += [(f"source images: {len(trainer.source)} (skipped {trainer.source.skipped}), "
+                   f"target images: {len(trainer.target)} (skipped {trainer.target.skipped})"),
                   f"generator params {n_g / 1e6:.2f}M, discriminator params {n_d / 1e6:.2f}M",
                   f"tagger: {'loaded' if trainer.tagger is not None else 'not loaded'} ({trainer.tagger_path})"]
     return "\n".join(lines)
