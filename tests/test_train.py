@@ -278,13 +278,3 @@ def test_sampled_tags_always_ask_for_colours():
     assert (hair == 2).all() and (tags[:, v.hair_slice].argmax(1) == hair).all()
     assert (tags[:, v.eye_slice].argmax(1) == eye).all()
 
-
-def test_normalised_latent_consistency_cannot_be_lowered_by_shrinking_latents():
-    from train.losses import latent_consistency
-
-    torch.manual_seed(0)
-    z, z_fake = torch.randn(8, 4, 4, 4), torch.randn(8, 4, 4, 4)
-    plain = latent_consistency(z_fake * 0.01, z * 0.01, normalized=False)
-    assert plain < 0.02 * latent_consistency(z_fake, z, normalized=False)
-    shrunk = latent_consistency(z_fake * 0.01, z * 0.01, normalized=True)
-    assert torch.allclose(shrunk, latent_consistency(z_fake, z, normalized=True), rtol=1e-4)

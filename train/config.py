@@ -63,7 +63,6 @@ class TrainConfig:
     w_gan_recon: float = 1.0  # GAN loss on reconstructions (from gan_recon_from px up)
     gan_recon_from: int = 64  # 0 = never
     w_latent: float = 0.1  # L1 between the latent of an input and of its translation
-    latent_normalized: bool = False  # divide that L1 by the input latents' spread over the batch, so near-constant latents can't satisfy it
     reverse: bool = True  # also translate target -> source (second discriminator)
     w_tag_d: float = 1.0  # tag head of the target discriminator: CE on real tags, G gets it on fakes
     w_tagger: float = 0.0  # frozen tagger's loss on translations (0 = off)

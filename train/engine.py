@@ -345,7 +345,7 @@ class Trainer:
             fake_score, fake_tags = self.d_target(g["fake_t"], alpha)
             g_gan = losses.g_nonsaturating(fake_score)
             z_fake, _ = self.model.encode(g["fake_t"], self.tgt_name)
-            latent = losses.latent_consistency(z_fake, g["zs"], cfg.latent_normalized)
+            latent = (z_fake - g["zs"]).abs().mean()
             g_loss = cfg.w_recon * rec + cfg.w_gan * g_gan + cfg.w_latent * latent
             if fake_tags is not None and cfg.w_tag_d:
                 g_tag = losses.tag_loss(fake_tags.float(), b["fake_hair"], b["fake_eye"], b["fake_tags"],
@@ -369,7 +369,7 @@ class Trainer:
                 fs, _ = self.d_source(g["fake_s"], alpha)
                 z_rev, _ = self.model.encode(g["fake_s"], self.src_name)
                 g_rev = losses.g_nonsaturating(fs)
-                g_loss = g_loss + cfg.w_gan * g_rev + cfg.w_latent * losses.latent_consistency(z_rev, g["zt"], cfg.latent_normalized)
+                g_loss = g_loss + cfg.w_gan * g_rev + cfg.w_latent * (z_rev - g["zt"]).abs().mean()
                 logs["g_gan_rev"] = g_rev.detach()
             if cfg.gan_recon_from and cfg.w_gan_recon and res >= cfg.gan_recon_from:
                 g_loss = g_loss + cfg.w_gan_recon * 0.5 * (

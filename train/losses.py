@@ -17,17 +17,6 @@ def g_nonsaturating(fake_score: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_score).mean()
 
 
-def latent_consistency(z_translated: torch.Tensor, z_input: torch.Tensor, normalized: bool) -> torch.Tensor:
-    """L1 between the latent of an input and the latent of its translation (the original's loss).
-
-    The encoder is shared, so plain L1 can be satisfied by latents that barely vary between inputs,
-    after which the translation may ignore its input. `normalized` divides by how much the input
-    latents vary across the batch (no gradient through the divisor), so that cannot lower it.
-    """
-    l1 = (z_translated - z_input).abs().mean()
-    return l1 / (z_input.detach().std(dim=0).mean() + 1e-8) if normalized else l1
-
-
 def masked_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over rows whose target is >= 0 (unknown = -1); 0 when no row is known."""
     known = target >= 0
