@@ -23,7 +23,7 @@ from twingan import TwinGAN, TwinGANConfig
 
 CONFIGS = {
     "original": dict(base_channels=1024, max_channels=256),
-    "small": dict(base_channels=512, max_channels=128),
+    "small": dict(base_channels=256, max_channels=64),  # train/configs/cpu-small.json
 }
 
 
