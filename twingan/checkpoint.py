@@ -138,12 +138,13 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
 
 def _hub_snapshot(repo_id: str) -> str:
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     allow = [CONFIG_NAME, WEIGHTS_NAME, "README.md"]
     try:  # a cached copy needs no network
         return snapshot_download(repo_id, allow_patterns=allow, local_files_only=True)
-    except Exception:
-        pass
+    except LocalEntryNotFoundError:
+        pass  # not cached: try the network below
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         raise CheckpointError("HF_HUB_OFFLINE is set")
     if not _hub_reachable():
