@@ -21,13 +21,13 @@ import json
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.timing import timed
 from twingan.pipeline import AUTO, DEFAULT_CHECKPOINT, TranslationPipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,17 +54,6 @@ def random_checkpoint(folder: Path) -> Path:
     values = json.loads(TRAIN_CONFIG.read_text())["model"]
     torch.manual_seed(0)
     return save_pretrained(TwinGAN(config_from_dict(TwinGANConfig, values)).eval(), folder, torch.float16)
-
-
-def timed(fn, runs: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def report(name: str, times: list[float]) -> None:

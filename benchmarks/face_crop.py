@@ -9,13 +9,13 @@ the data is absent, which has no face and times the fallback path instead).
 import argparse
 import io
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.timing import timed
 from train.config import default_data_root
 from twingan.faces import FaceCropper
 
@@ -54,11 +54,7 @@ def main():
     data, origin = make_photo()
     cropper = FaceCropper(resolution=args.resolution, detect_size=args.detect_size)
     crops = cropper(data, fallback_center_crop=True)  # warm-up; builds the detector
-    times = []
-    for _ in range(args.runs):
-        start = time.perf_counter()
-        cropper(data, fallback_center_crop=True)
-        times.append((time.perf_counter() - start) * 1e3)
+    times = [t * 1e3 for t in timed(lambda: cropper(data, fallback_center_crop=True), args.runs, warmup=0)]
     print(f"photo: 4000x3000 JPEG, {len(data) / 1e6:.1f} MB, {origin}; {len(crops)} faces")
     print(
         f"load+detect+crop, {args.threads} threads, detect_size {args.detect_size}, "

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 from torch import nn
 
+from benchmarks.timing import timed
 from twingan import TwinGAN, TwinGANConfig
 
 CONFIGS = {
@@ -49,13 +49,7 @@ def count_macs(model: TwinGAN, resolution: int) -> int:
 
 def seconds(fn, repeats: int) -> float:
     """Median wall time of fn() after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timed(fn, repeats))
 
 
 def conv_peak_gflops(repeats: int) -> float:
