@@ -13,7 +13,7 @@ from conftest import data_root
 from train import tagger as train_tagger
 from train.tags_data import TagsDataError, augment, read_celeba_hair, read_tags_csv
 from twingan.checkpoint import load_pretrained, save_pretrained
-from twingan.metrics import control_accuracy, frechet_distance, kernel_inception_distance
+from twingan.metrics import control_accuracy, frechet_distance, input_retrieval, kernel_inception_distance
 from twingan.tagger import HumanHairClassifier, HumanHairConfig, Tagger, TaggerConfig
 from twingan.vocab import DEFAULT_VOCAB, TAG_DIM
 
@@ -224,6 +224,24 @@ needs_anime = pytest.mark.skipif(not (DATA / "anime_tags" / "tags.csv").is_file(
 
 
 @needs_anime
+def test_input_retrieval_tells_input_dependent_outputs_from_a_template():
+    g = torch.Generator().manual_seed(0)
+    inputs = torch.rand(40, 3, 32, 32, generator=g)
+    # A recolouring keeps the grey layout: every output finds its own input.
+    recoloured = (inputs * torch.tensor([0.5, 1.0, 0.8])[None, :, None, None] + 0.1).clamp(0, 1)
+    kept = input_retrieval(inputs, recoloured)
+    assert kept["top1"] == 1.0 and kept["median_rank"] == 1
+    # One picture for everyone: nothing to retrieve and no spread.
+    template = input_retrieval(inputs, inputs[:1].expand(40, -1, -1, -1))
+    assert template["spread"] == pytest.approx(0.0, abs=1e-6)
+    assert template["top1"] <= 0.05
+    # Outputs of other inputs: right only by chance.
+    shuffled = input_retrieval(inputs, inputs.roll(1, 0))
+    assert shuffled["top1"] == 0.0 and shuffled["median_rank"] > 1
+    with pytest.raises(ValueError, match="equal sets"):
+        input_retrieval(inputs, inputs[:5])
+
+
 def test_real_tags_csv_reads():
     rows = read_tags_csv(DATA / "anime_tags" / "tags.csv", split="test")
     assert len(rows) == 1000

@@ -63,6 +63,7 @@ class TrainConfig:
     w_gan_recon: float = 1.0  # GAN loss on reconstructions (from gan_recon_from px up)
     gan_recon_from: int = 64  # 0 = never
     w_latent: float = 0.1  # L1 between the latent of an input and of its translation
+    w_cycle: float = 0.0  # L1 of source -> target -> source (not in the original; makes translations use the input)
     reverse: bool = True  # also translate target -> source (second discriminator)
     w_tag_d: float = 1.0  # tag head of the target discriminator: CE on real tags, G gets it on fakes
     w_tagger: float = 0.0  # frozen tagger's loss on translations (0 = off)

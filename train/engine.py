@@ -344,9 +344,16 @@ class Trainer:
             rec = (g["rec_s"] - b["xs"]).abs().mean() + (g["rec_t"] - b["xt"]).abs().mean()
             fake_score, fake_tags = self.d_target(g["fake_t"], alpha)
             g_gan = losses.g_nonsaturating(fake_score)
-            z_fake, _ = self.model.encode(g["fake_t"], self.tgt_name)
+            z_fake, s_fake = self.model.encode(g["fake_t"], self.tgt_name)
             latent = (z_fake - g["zs"]).abs().mean()
             g_loss = cfg.w_recon * rec + cfg.w_gan * g_gan + cfg.w_latent * latent
+            if cfg.w_cycle:
+                # Back through the image: the translation must carry the input's content, which the
+                # latent term alone does not force once the latent has collapsed.
+                back = self.model.decode(z_fake, s_fake, self.src_name, b["src_tags"])
+                cycle = (back - b["xs"]).abs().mean()
+                g_loss = g_loss + cfg.w_cycle * cycle
+                logs["cycle"] = cycle.detach()
             if fake_tags is not None and cfg.w_tag_d:
                 g_tag = losses.tag_loss(fake_tags.float(), b["fake_hair"], b["fake_eye"], b["fake_tags"],
                                         torch.zeros_like(b["fake_hair"], dtype=torch.bool), self.vocab)
@@ -367,9 +374,12 @@ class Trainer:
                     logs["g_tagger_features"] = g_feat.detach()
             if cfg.reverse:
                 fs, _ = self.d_source(g["fake_s"], alpha)
-                z_rev, _ = self.model.encode(g["fake_s"], self.src_name)
+                z_rev, s_rev = self.model.encode(g["fake_s"], self.src_name)
                 g_rev = losses.g_nonsaturating(fs)
                 g_loss = g_loss + cfg.w_gan * g_rev + cfg.w_latent * (z_rev - g["zt"]).abs().mean()
+                if cfg.w_cycle:
+                    back = self.model.decode(z_rev, s_rev, self.tgt_name, b["tgt_tags"])
+                    g_loss = g_loss + cfg.w_cycle * (back - b["xt"]).abs().mean()
                 logs["g_gan_rev"] = g_rev.detach()
             if cfg.gan_recon_from and cfg.w_gan_recon and res >= cfg.gan_recon_from:
                 g_loss = g_loss + cfg.w_gan_recon * 0.5 * (

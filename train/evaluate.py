@@ -10,6 +10,10 @@ fool the tagger whose gradients trained it, so that one never grades.
   (ceiling - floor): 0 is as good as real anime, 1 as far as untranslated selfies.
 - hair / eye colour control: every test selfie translated with every colour; accuracy of the judge's
   top colour, overall and per colour.
+- input dependence (no tagger involved): every test selfie translated with one fixed tag vector;
+  how often its grey low-resolution layout picks out its own input among all test selfies
+  (`twingan.metrics.input_retrieval`), and how much the outputs vary at all. A generator that
+  draws the same face for everyone scores chance here, however well it passes the tagger metrics.
 - reconstruction L1 per domain.
 """
 
@@ -75,7 +79,7 @@ def batched(fn, *tensors, batch: int = 100) -> torch.Tensor:
 @torch.no_grad()
 def evaluate(model, judge, sets: dict, seed: int = 0) -> tuple[dict, dict]:
     """All metrics as a dict, plus the tensors for the grid."""
-    from twingan.metrics import control_accuracy, frechet_distance
+    from twingan.metrics import control_accuracy, frechet_distance, input_retrieval
 
     vocab = model.config.vocab
     g = torch.Generator().manual_seed(seed)
@@ -109,6 +113,10 @@ def evaluate(model, judge, sets: dict, seed: int = 0) -> tuple[dict, dict]:
         acc = control_accuracy(torch.cat(requested), torch.cat(probs), vocab, group)
         out[f"{group}_accuracy"] = acc["accuracy"]
         out[f"{group}_per_colour"] = acc["per_class"]
+    same = tags[:1].expand(n, -1)
+    fixed = batched(lambda x, t: model.translate(x, "human", "anime", t), selfies, same)
+    retrieval = input_retrieval(selfies, fixed)
+    out.update({f"retrieval_{k}": v for k, v in retrieval.items()})
     out["recon_l1_human"] = (batched(lambda x: model.translate(x, "human", "human"), selfies) - selfies).abs().mean().item()
     anime_tags = torch.nan_to_num(sets["anime_tags"], nan=0.0)
     rec = batched(lambda x, t: model.translate(x, "anime", "anime", t), anime, anime_tags)
@@ -144,6 +152,10 @@ def format_table(m: dict) -> str:
     lines.append(f"| FD fraction floor->ceiling (target <= 0.40) | {m['fd_fraction']:.3f} |")
     lines.append(f"| hair colour control, {len(m['hair_per_colour'])} colours (target >= 80%) | {100 * m['hair_accuracy']:.1f}% |")
     lines.append(f"| eye colour control, {len(m['eye_per_colour'])} colours (target >= 50%) | {100 * m['eye_accuracy']:.1f}% |")
+    lines.append(f"| input retrieval top-1 from the output's grey layout (chance {100 * m['retrieval_chance_top1']:.1f}%) "
+                 f"| {100 * m['retrieval_top1']:.1f}% |")
+    lines.append(f"| median rank of the own input (of {m['n_selfies']}) | {m['retrieval_median_rank']:.0f} |")
+    lines.append(f"| output spread across inputs / input spread | {m['retrieval_spread']:.2f} |")
     lines.append(f"| reconstruction L1, human | {m['recon_l1_human']:.4f} |")
     lines.append(f"| reconstruction L1, anime | {m['recon_l1_anime']:.4f} |")
     per = ", ".join(f"{k} {100 * v:.0f}%" for k, v in m["hair_per_colour"].items())

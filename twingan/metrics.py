@@ -110,6 +110,36 @@ def control_accuracy(requested: torch.Tensor, tag_probs: torch.Tensor, vocab: Ta
 
 
 @torch.no_grad()
+def structure_descriptor(images: torch.Tensor, size: int = 16) -> torch.Tensor:
+    """(N, 3, H, W) in [0, 1] -> (N, size*size) unit vectors: the mean-free grey layout at low resolution.
+
+    Grey and low resolution, so colours and fine style count little and pose, framing and shading count most.
+    """
+    grey = images.float().mean(1, keepdim=True)
+    d = torch.nn.functional.adaptive_avg_pool2d(grey, size).flatten(1)
+    d = d - d.mean(1, keepdim=True)
+    return d / d.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+
+def input_retrieval(inputs: torch.Tensor, outputs: torch.Tensor) -> dict:
+    """Does each output still show its own input? A judge that knows nothing about tags.
+
+    outputs[i] is the translation of inputs[i]. For every output, the inputs are ranked by the
+    cosine similarity of their `structure_descriptor`s; `top1` is the fraction ranked first on
+    their own input (chance: 1/N) and `median_rank` the median rank of the right one (1 = best;
+    an output that ignores its input sits near N/2). `spread` is the mean per-pixel std of the
+    outputs over the set divided by that of the inputs: ~0 when every output is the same picture.
+    """
+    if inputs.shape[0] != outputs.shape[0] or inputs.shape[0] < 2:
+        raise ValueError(f"need two equal sets of >= 2 images, got {inputs.shape[0]} and {outputs.shape[0]}")
+    sim = structure_descriptor(outputs) @ structure_descriptor(inputs).T  # (N outputs, N inputs)
+    own = sim.diagonal()[:, None]
+    rank = 1 + (sim > own).sum(1).float()
+    spread = outputs.float().std(0).mean() / inputs.float().std(0).mean().clamp_min(1e-8)
+    return {"top1": (rank == 1).float().mean().item(), "median_rank": rank.median().item(),
+            "chance_top1": 1 / inputs.shape[0], "spread": spread.item()}
+
+
 def extract_features(fn: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[torch.Tensor],
                      device: str | torch.device = "cpu") -> torch.Tensor:
     """Concatenate `fn(batch)` over image batches (B, 3, H, W) in [0, 1] -> (N, D) on the CPU."""
