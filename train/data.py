@@ -15,11 +15,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from twingan.faces import IMAGE_SUFFIXES
 from twingan.vocab import TagVocab
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
 class DataError(ValueError):
@@ -44,9 +43,9 @@ class DomainData:
 def list_images(folder: Path) -> list[str]:
     if not folder.is_dir():
         raise DataError(f"image folder not found: {folder}")
-    files = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise DataError(f"image folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+        raise DataError(f"image folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
 

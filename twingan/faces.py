@@ -22,6 +22,7 @@ from PIL import Image
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, Image.Image, np.ndarray]
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")  # file types read from folders
 MAX_PIXELS = 100_000_000  # larger images are refused as possible decompression bombs
 MIN_SIDE = 64  # below this a face crop has too little detail to translate
 

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from twingan.checkpoint import LOCAL_CHECKPOINTS, WEIGHTS_NAME, CheckpointError, load_pretrained, resolve_checkpoint
-from twingan.faces import FaceCrop, FaceCropper, ImageError, ImageSource, crop_face, load_image, paste_back
+from twingan.faces import (IMAGE_SUFFIXES, FaceCrop, FaceCropper, ImageError, ImageSource, crop_face, load_image,
+                           paste_back)
 from twingan.model import TwinGAN
 from twingan.tagger import HumanHairClassifier, Tagger
 from twingan.vocab import TagVocab
@@ -46,7 +47,6 @@ LIVE_REDETECT_EVERY = 4  # frames; between detections the face box is reused (a 
 DEFAULT_CHECKPOINT = LOCAL_CHECKPOINTS / "twingan-selfie2anime"
 DEFAULT_TAGGER = LOCAL_CHECKPOINTS / "tagger"
 DEFAULT_HAIR_CLASSIFIER = LOCAL_CHECKPOINTS / "human-hair"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 # Gallery sub-folders and the domain their faces belong to (selfie2anime's names work as is).
 GALLERY_DOMAINS = {"anime": "anime", "human": "human", "trainB": "anime", "testB": "anime",
                    "trainA": "human", "testA": "human"}
