@@ -379,7 +379,9 @@ class Trainer:
                 g_loss = g_loss + cfg.w_gan * g_rev + cfg.w_latent * (z_rev - g["zt"]).abs().mean()
                 if cfg.w_cycle:
                     back = self.model.decode(z_rev, s_rev, self.tgt_name, b["tgt_tags"])
-                    g_loss = g_loss + cfg.w_cycle * (back - b["xt"]).abs().mean()
+                    cycle_rev = (back - b["xt"]).abs().mean()
+                    g_loss = g_loss + cfg.w_cycle * cycle_rev
+                    logs["cycle_rev"] = cycle_rev.detach()
                 logs["g_gan_rev"] = g_rev.detach()
             if cfg.gan_recon_from and cfg.w_gan_recon and res >= cfg.gan_recon_from:
                 g_loss = g_loss + cfg.w_gan_recon * 0.5 * (
