@@ -17,8 +17,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from twingan.checkpoint import CheckpointError
-from twingan.faces import FaceCrop, ImageError, crop_face, load_image
-from twingan.pipeline import AUTO, DEFAULT_CHECKPOINT, KEEP, TranslationPipeline
+from twingan.faces import IMAGE_SUFFIXES, FaceCrop, ImageError, crop_face, load_image
+from twingan.pipeline import DEFAULT_CHECKPOINT, KEEP, TranslationPipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 CELL, LABEL = 96, 16  # pixels per image and per caption line
@@ -40,7 +40,7 @@ def grid(rows: list[list[Image.Image]], captions: list[str]) -> Image.Image:
 def input_crops(pipeline: TranslationPipeline, photos: list[Path], selfies: Path | None, count: int):
     """One face crop per input: the largest detected face of a photo, or a pre-cropped selfie as is."""
     if selfies is not None:
-        files = sorted(p for p in selfies.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:count]
+        files = sorted(p for p in selfies.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
         if not files:
             raise ImageError(f"no images in {selfies}")
         res = pipeline.cropper.resolution
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     hair_colors = list(pipeline.vocab.hair)
-    default = KEEP if pipeline.hair_classifier is not None else AUTO
+    default = pipeline.default_hair
     rows = []
     for crop in crops:
         own = pipeline.translate_crops([crop], hair=default)[0]

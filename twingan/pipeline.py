@@ -222,12 +222,7 @@ class TranslationPipeline:
         """
         if self.tagger is None:
             raise ValueError("Reference images are disabled: no tagger checkpoint was found")
-        photo = load_image(image)
-        side = min(photo.size)
-        left, top = (photo.width - side) // 2, (photo.height - side) // 2
-        square = photo.crop((left, top, left + side, top + side))
-        res = self.tagger.config.resolution
-        x = _to_tensor([square.resize((res, res), Image.Resampling.LANCZOS)])
+        x = _to_tensor([_square(load_image(image), self.tagger.config.resolution)])
         probs = self.tagger.tag_probs(x.to(self.device, self.dtype)).float().cpu()[0]
         # The tagger's own label order may differ from the model's vocabulary: map by name.
         tv, v = self.tagger.vocab, self.vocab
@@ -254,10 +249,7 @@ class TranslationPipeline:
                         eye: str = AUTO, eye_strength: float = 1.0,
                         binary: torch.Tensor | None = None) -> list[FaceResult]:
         """Translate face crops in one batch."""
-        res = self.model.config.resolution
-        x = _to_tensor([c.image for c in crops])  # (B, 3, S, S), crop size
-        if x.shape[-1] != res:
-            x = F.interpolate(x, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
+        x = self._model_size(_to_tensor([c.image for c in crops]))  # (B, 3, R, R)
         read = self.read_hair(x) if hair == KEEP else None
         tags = self.tag_vectors(len(crops), hair, hair_strength, eye, eye_strength,
                                 read[1] if read else None, binary)
@@ -317,6 +309,13 @@ class TranslationPipeline:
             track = LiveTrack(track.box, track.angle, track.age + 1)
         return self.translate_crops([crop], hair, hair_strength, eye, eye_strength)[0].anime, track
 
+    def _model_size(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 3, R, R) at the model's resolution (antialiased bilinear)."""
+        res = self.model.config.resolution
+        if x.shape[-2:] == (res, res):
+            return x
+        return F.interpolate(x, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
+
     def upscale(self, image: Image.Image) -> Image.Image:
         if image.width == self.display_size:
             return image
@@ -343,10 +342,7 @@ class TranslationPipeline:
     @torch.no_grad()
     def encode_faces(self, x: torch.Tensor, domain: str) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, D) unit-length flattened latents."""
-        res = self.model.config.resolution
-        if x.shape[-1] != res or x.shape[-2] != res:
-            x = F.interpolate(x, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
-        latent, _ = self.model.encode(x.to(self.device, self.dtype), domain)
+        latent, _ = self.model.encode(self._model_size(x).to(self.device, self.dtype), domain)
         return F.normalize(latent.float().flatten(1), dim=1).cpu()
 
     def checkpoint_fingerprint(self) -> str:
