@@ -230,6 +230,59 @@ def test_unreadable_image_is_skipped_and_counted(data_root, tmp_path):
     assert len(source) == 16 and source.skipped == 2
 
 
+def test_decode_writes_into_one_tensor_and_closes_gaps(data_root, tmp_path):
+    """Images are decoded in place into the caller's uint8 tensor (no second copy); skipped rows close up."""
+    import shutil
+
+    from train.data import decode_images
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(data_root / "human", folder)
+    (folder / "001.png").write_bytes(b"not a png")
+    files = ["000.png", "001.png", "002.png", "003.png"]
+    one_by_one = [decode_images(data_root / "human", [f], 16, 0.5, workers=1)[0][0] for f in files]
+    out = torch.empty(len(files), 3, 16, 16, dtype=torch.uint8)
+    images, kept, skipped = decode_images(folder, files, 16, 0.5, workers=2, out=out)
+    assert kept == [0, 2, 3] and len(skipped) == 1 and skipped[0].startswith("001.png")
+    assert images.data_ptr() == out.data_ptr() and images.shape == (3, 3, 16, 16)
+    for row, i in enumerate(kept):
+        assert torch.equal(images[row], one_by_one[i])
+
+
+def test_domain_of_several_folders_keeps_labels_with_their_images(data_root, tmp_path):
+    """A domain's folders share one tensor; a skipped image in the first folder shifts the rest, labels too."""
+    import shutil
+
+    from train.data import load_folder, load_tagged
+
+    folder = tmp_path / "anime-untagged"
+    shutil.copytree(data_root / "human", folder)
+    (folder / "005.png").write_bytes(b"not a png")
+    cfg = load_config(None, tiny_overrides(data_root, tmp_path / "r", target_dirs=[str(folder)]))
+    _, target = load_domains(cfg, workers=2)
+    untagged = load_folder(folder, 16, DEFAULT_VOCAB, 0.5)
+    tagged = load_tagged(data_root / "anime" / "tags.csv", data_root / "anime" / "images", 16, DEFAULT_VOCAB)
+    assert len(target) == 15 + 16 and target.skipped == 1
+    assert torch.equal(target.images, torch.cat([untagged.images, tagged.images]))
+    assert (target.hair[:15] == -1).all() and torch.equal(target.hair[15:], tagged.hair)
+    assert torch.equal(target.binary_known, torch.arange(31) >= 15)
+
+
+def test_square_image_crop_top():
+    from PIL import Image
+
+    from train.data import square_image
+
+    tall = Image.new("RGB", (10, 30), "red")
+    tall.paste((0, 0, 255), (0, 10, 10, 30))  # red top third, blue below
+    assert square_image(tall, 5, crop_top=0.0).getpixel((2, 0)) == (255, 0, 0)
+    assert square_image(tall, 5, crop_top=1.0).getpixel((2, 0)) == (0, 0, 255)
+    wide = Image.new("RGB", (30, 10), "red")
+    wide.paste((0, 255, 0), (10, 0, 20, 10))  # the centre third is green
+    centre = square_image(wide, 5, crop_top=0.0)
+    assert centre.size == (5, 5) and all(centre.getpixel((x, 2)) == (0, 255, 0) for x in range(5))
+
+
 def test_two_process_gloo_matches_single_process(data_root, tmp_path):
     """2 CPU processes (torchrun, gloo) with the same global batch give the single process's losses."""
     common = ["--config", "cpu-small", "--max-steps", "3", "--no-progress"]

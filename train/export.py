@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from train.config import config_from_dict
+from train.config import train_config_from_dict
 from train.engine import CHECKPOINT_NAME, export_model
 
 
@@ -37,8 +37,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, folder: str | os.PathLike, 
     if not path.is_file():
         raise FileNotFoundError(f"no training checkpoint at {path}")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = config_from_dict(state["config"])
-    # Only the source images are needed (for the statistics); the frozen tagger is not.
+    cfg = train_config_from_dict(state["config"])
+    # The images are needed for the batch-norm statistics (source and target, see
+    # Trainer.calibrated); the frozen tagger is not.
     cfg = replace(cfg, data_root=data_root or cfg.data_root, w_tagger=0.0, w_tagger_features=0.0,
                   fill_tags_threshold=0.0, limit_per_folder=cfg.limit_per_folder or 2000)
     source, target = load_domains(cfg)
