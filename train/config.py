@@ -68,6 +68,8 @@ class TrainConfig:
     w_tag_d: float = 1.0  # tag head of the target discriminator: CE on real tags, G gets it on fakes
     w_tagger: float = 0.0  # frozen tagger's loss on translations (0 = off)
     w_tagger_features: float = 0.0  # match mean/std of frozen-tagger features of translations to real target images
+    w_align: float = 0.0  # match per-position mean/std of source encodings to target encodings at the latent and every skip G reads
+    d_width: float = 1.0  # discriminator channels = this x the generator's (D is not exported: inference cost unchanged)
     tagger: str = "checkpoints/tagger"  # frozen tagger for w_tagger (relative to the repo root)
     fill_tags_threshold: float = 0.0  # >0: untagged target images get the tagger's colours where it is this sure
     tagger_wait: bool = True  # if the tagger is missing, keep training and load it once it appears
@@ -135,6 +137,8 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError("no target images: set target_dirs or target_tags_csv")
     if len(cfg.model.domains) != 2:
         raise ConfigError("training needs exactly two domains (source, target)")
+    if cfg.d_width <= 0:
+        raise ConfigError(f"d_width must be > 0, got {cfg.d_width}")
     for p in (cfg.own_hair_prob, cfg.uniform_color_prob, cfg.fill_tags_threshold):
         if not 0 <= p <= 1:
             raise ConfigError(f"probabilities must be in [0, 1], got {p}")

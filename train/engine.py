@@ -47,6 +47,20 @@ def stage_at(images: int, cfg: TrainConfig) -> tuple[int, float]:
     raise AssertionError("unreachable")
 
 
+def discriminator_config(cfg: TrainConfig) -> TwinGANConfig:
+    """The generator's architecture with channels scaled by cfg.d_width (the discriminators' own)."""
+    if cfg.d_width == 1:
+        return cfg.model
+    m = cfg.model
+    return dataclasses.replace(m, base_channels=max(1, round(m.base_channels * cfg.d_width)),
+                               max_channels=max(1, round(m.max_channels * cfg.d_width)))
+
+
+def read_levels(latent: torch.Tensor, skips: dict, config: TwinGANConfig) -> list[torch.Tensor]:
+    """The encoder outputs the generator reads: the 4x4 latent, then each used skip from low to high."""
+    return [latent] + [skips[r] for r in sorted(skips) if config.uses_skip(r)]
+
+
 def requires_grad(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
@@ -160,8 +174,9 @@ class Trainer:
         self.src_name, self.tgt_name = cfg.model.domains[0], cfg.model.domains[1]
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model = TwinGAN(cfg.model).to(self.device)
-        self.d_target = Discriminator(cfg.model).to(self.device)
-        self.d_source = Discriminator(dataclasses.replace(cfg.model, tag_head=False)).to(self.device) \
+        d_config = discriminator_config(cfg)
+        self.d_target = Discriminator(d_config).to(self.device)
+        self.d_source = Discriminator(dataclasses.replace(d_config, tag_head=False)).to(self.device) \
             if cfg.reverse or (cfg.gan_recon_from and cfg.w_gan_recon) else None
         self.ema = copy.deepcopy(self.model).eval()
         requires_grad(self.ema, False)
@@ -266,7 +281,7 @@ class Trainer:
         m, src, tgt = self.model, self.src_name, self.tgt_name
         zs, ss = m.encode(b["xs"], src)
         zt, st = m.encode(b["xt"], tgt)
-        out = dict(zs=zs, zt=zt,
+        out = dict(zs=zs, zt=zt, ss=ss, st=st,
                    rec_s=m.decode(zs, ss, src, b["src_tags"]),
                    rec_t=m.decode(zt, st, tgt, b["tgt_tags"]),
                    fake_t=m.decode(zs, ss, tgt, b["fake_tags"]))
@@ -347,6 +362,13 @@ class Trainer:
             z_fake, s_fake = self.model.encode(g["fake_t"], self.tgt_name)
             latent = (z_fake - g["zs"]).abs().mean()
             g_loss = cfg.w_recon * rec + cfg.w_gan * g_gan + cfg.w_latent * latent
+            if cfg.w_align:
+                # Human encodings must land where the anime-norm generator expects its inputs, at every
+                # level it reads: otherwise it draws a fixed pattern for out-of-distribution features.
+                align = losses.feature_alignment(read_levels(g["zs"], g["ss"], cfg.model),
+                                                 read_levels(g["zt"], g["st"], cfg.model))
+                g_loss = g_loss + cfg.w_align * align
+                logs["align"] = align.detach()
             if cfg.w_cycle:
                 # Back through the image: the translation must carry the input's content, which the
                 # latent term alone does not force once the latent has collapsed.

@@ -94,3 +94,15 @@ def feature_moments(fake: torch.Tensor, real: torch.Tensor, eps: float = 1e-6) -
     mu_f, mu_r = fake.mean(0), real.mean(0)
     sd_f, sd_r = fake.std(0), real.std(0)
     return ((mu_f - mu_r).pow(2).sum() + (sd_f - sd_r).pow(2).sum()) / (real.var(0).sum() + eps)
+
+
+def feature_alignment(source_levels: list[torch.Tensor], target_levels: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over levels of `feature_moments` between source- and target-encoded features.
+
+    Each level is a (B, C, H, W) tensor the generator reads (the 4x4 latent, each UNet skip). Moments are
+    taken per feature and position over the batch, so a latent that hardly varies across inputs (while
+    the target's does) is penalised, not only a shifted channel mean. The target side is the reference
+    (detached): only the source encodings move towards where the generator expects its inputs.
+    """
+    return sum(feature_moments(s.flatten(1).float(), t.flatten(1).float())
+               for s, t in zip(source_levels, target_levels)) / len(source_levels)
