@@ -73,9 +73,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, folder: str | os.PathLike, 
     """Read a training checkpoint (weights_only) and write its EMA generator to `folder`.
 
     Goes through `Trainer.export`, as the training loop does: truncated to the highest fully faded-in
-    resolution (unless `resolution` is given) and, for batch norm, statistics re-measured on
-    source -> target translations, which needs the run's source images (`data_root` overrides where
-    they are).
+    resolution (unless `resolution` is given) and, for batch norm, statistics re-measured on the
+    run's reconstructions and source -> target translations, which needs its source and target
+    images (`data_root` overrides where they are).
     """
     from train.data import load_domains
     from train.engine import CHECKPOINT_NAME, Trainer  # the engine imports this module's helpers
