@@ -185,6 +185,12 @@ def _load(listings: list[_Listing], resolution: int, workers: int) -> DomainData
     return DomainData(images[:start], labels("tags"), labels("hair"), labels("eye"), labels("binary_known"), skipped)
 
 
+def concat(parts: list[DomainData]) -> DomainData:
+    """Several DomainData as one (a copy: load_domains avoids it by decoding into one tensor)."""
+    return DomainData(*(torch.cat([getattr(p, k) for p in parts]) for k in
+                        ("images", "tags", "hair", "eye", "binary_known")), sum(p.skipped for p in parts))
+
+
 def load_folder(folder: Path, resolution: int, vocab: TagVocab, crop_top: float, limit: int = 0,
                 workers: int = 4) -> DomainData:
     """The images of one folder, untagged."""
