@@ -173,3 +173,12 @@ def test_two_sample_test_is_seeded_and_leaves_the_global_rng_alone():
     torch.manual_seed(123)
     assert classifier_two_sample_test(a, b, steps=5, seed=1) == first
     assert torch.equal(torch.rand(1), after)
+
+
+def test_only_the_evaluation_reads_the_independent_feature_net():
+    """No loss, data filter or app code may use featnet-eval, or its FD stops being independent."""
+    root = Path(__file__).resolve().parent.parent
+    allowed = {root / "twingan" / "featnet.py", root / "train" / "featnet.py", root / "train" / "evaluate.py"}
+    users = [p.relative_to(root) for p in [*root.glob("*.py"), *(root / "twingan").glob("*.py"), *(root / "train").glob("*.py")]
+             if p not in allowed and ("featnet" in p.read_text() or "FeatureNet" in p.read_text())]
+    assert not users, f"{users} use the independent feature net"

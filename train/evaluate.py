@@ -156,8 +156,9 @@ def evaluate(model, judge, sets: dict, seed: int = 0, featnet=None,
 
     out = {"n_selfies": n, "n_anime_reference": len(reference)}
     if two_sample_steps > 0:
+        t0 = time.time()
         test = classifier_two_sample_test(translated, held_out, steps=two_sample_steps, seed=seed)
-        out.update({f"two_sample_{k}": v for k, v in test.items()})
+        out.update({f"two_sample_{k}": v for k, v in test.items()}, two_sample_seconds=time.time() - t0)
     if featnet is not None:
         indep = _fd_triplet(featnet.features, translated, held_out, selfies, reference)
         out.update({f"indep_{k}": v for k, v in indep.items()})
