@@ -182,3 +182,19 @@ def test_only_the_evaluation_reads_the_independent_feature_net():
     users = [p.relative_to(root) for p in [*root.glob("*.py"), *(root / "twingan").glob("*.py"), *(root / "train").glob("*.py")]
              if p not in allowed and ("featnet" in p.read_text() or "FeatureNet" in p.read_text())]
     assert not users, f"{users} use the independent feature net"
+
+
+def test_feature_net_shapes_and_contrastive_loss():
+    from twingan.featnet import contrastive_loss
+
+    net = FeatureNet(FeatureNetConfig(resolution=32, channels=(8, 16), groups=4, projection_dim=6)).eval()
+    x = torch.rand(3, 3, 40, 40)  # resized to 32 px inside
+    assert net.features(x).shape == (3, 16) and net(x).shape == (3, 6)
+    assert torch.allclose(net(x).norm(dim=1), torch.ones(3))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        net.features(torch.rand(3, 32, 32))
+    g = torch.Generator().manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=1)
+    matched, hit = contrastive_loss(z, z)
+    unmatched, _ = contrastive_loss(z, torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=1))
+    assert hit.all() and hit.shape == (16,) and matched < unmatched
