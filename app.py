@@ -202,7 +202,8 @@ def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
                                          buttons=["download", "fullscreen"], elem_id="portraits",
                                          object_fit="contain", height="auto")
                     info = gr.Markdown(label="Status", elem_id="info")
-                    pasted = gr.Image(label="Photo with anime faces", format="png", interactive=False,
+                    # JPEG: a 2000 px photo encodes in ~20 ms, as PNG in ~2 s.
+                    pasted = gr.Image(label="Photo with anime faces", format="jpeg", interactive=False,
                                       buttons=["download"], elem_id="pasted", visible=False)
             outputs = [gallery, pasted, info]
             paste.change(lambda on: gr.Image(visible=on), paste, pasted, api_visibility="private")
