@@ -22,7 +22,6 @@ import collections
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
