@@ -33,6 +33,8 @@ EXAMPLES = [ROOT / "examples" / "astronaut.png", ROOT / "examples" / "camera.png
 MAX_FILE_SIZE = "25mb"  # uploads above this are refused before they reach the pipeline
 log = logging.getLogger("twingan.app")
 
+# After a translation: scroll the portraits into view if they are not (no-op when already visible).
+SHOW_RESULTS = "() => document.getElementById('portraits')?.scrollIntoView({block: 'nearest', behavior: 'smooth'})"
 CHOICE_LABELS = {KEEP: "Keep my hair colour", AUTO: "Let the model choose"}
 
 
@@ -62,6 +64,20 @@ def _image_error_message(payload, err: Exception) -> str:
     return f"The upload could not be read as an image ({err})"
 
 
+def hair_status(faces) -> list[str]:
+    """Status sentences for "keep my hair colour": the colours read, and where the read was not
+    used (greyscale or unsure) so the model chose the colour."""
+    lines = []
+    read = [f.hair_read for f in faces if f.hair_read and not f.hair_unreliable]
+    if read:
+        lines.append("Hair colour read from the photo: " + ", ".join(read) + ".")
+    for i, face in enumerate(faces, 1):
+        if face.hair_unreliable:
+            which = f" of face {i}" if len(faces) > 1 else ""
+            lines.append(f"Hair colour{which} not read reliably ({face.hair_unreliable}): the model chose it.")
+    return lines
+
+
 def swatch_css(elem_id: str, colors: dict[str, str]) -> str:
     """CSS that paints each radio option of `#elem_id` with its colour (a swatch before the name)."""
     rules = [f"#{elem_id} label:has(input[value='{name}'])::before {{ background: {hex_}; }}"
@@ -88,9 +104,13 @@ def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
     has_gallery = pipeline.index is not None
     css = "\n".join([swatch_css("hair-color", {c: HAIR_COLORS.get(c, "#888") for c in vocab.hair}),
                      swatch_css("eye-color", {c: EYE_COLORS.get(c, "#888") for c in vocab.eye}),
-                     ".swatches .wrap { gap: 0.3em; }"])
+                     ".swatches .wrap { gap: 0.3em; }",
+                     # The results stay in view while the controls scroll (side by side, wide screens).
+                     "#results { position: sticky; top: 0.5em; align-self: flex-start; }"])
 
-    def translate(photo, hair, hair_strength, eye, eye_strength, reference, paste, max_faces):
+    # Every input but the photo has a default, so `client.predict(handle_file(p), api_name="/translate")` works.
+    def translate(photo, hair=pipeline.default_hair, hair_strength=1.0, eye=AUTO, eye_strength=1.0,
+                  reference=None, paste=False, max_faces=pipeline.cropper.max_faces):
         if photo is None:
             raise gr.Error("Upload a photo first (or take one with the webcam)", print_exception=False)
         try:
@@ -103,9 +123,8 @@ def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
         for i, face in enumerate(faces, 1):
             gallery += [(face.crop, f"Face {i}: photo"), (face.anime, f"Face {i}: anime")]
         lines = [f"{len(faces)} face{'s' if len(faces) != 1 else ''} translated."]
-        read = [f.hair_read for f in faces if f.hair_read]
-        if read and hair == KEEP:
-            lines.append("Hair colour read from the photo: " + ", ".join(read) + ".")
+        if hair == KEEP:
+            lines += hair_status(faces)
         lines += result.notes
         return gallery, result.pasted, " ".join(lines)
 
@@ -158,7 +177,9 @@ def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
                 with gr.Column():
                     photo = with_clear_image_errors(gr.Image(
                         label="Photo", type="filepath", image_mode=None,  # the pipeline decodes it
-                        sources=["upload", "webcam", "clipboard"], elem_id="photo"))
+                        sources=["upload", "webcam", "clipboard"], elem_id="photo", height=320))
+                    # Right under the photo: above the fold at 1280x900, next to where results appear.
+                    button = gr.Button("Translate", variant="primary", elem_id="translate")
                     hair = gr.Radio(hair_choices, value=pipeline.default_hair, label="Hair colour",
                                     elem_id="hair-color", elem_classes="swatches")
                     hair_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Hair colour strength",
@@ -176,18 +197,19 @@ def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
                         paste = gr.Checkbox(False, label="Also paste the anime faces back into the photo")
                         max_faces = gr.Slider(1, pipeline.cropper.max_faces, value=pipeline.cropper.max_faces,
                                               step=1, label="Faces to show (largest first)")
-                    button = gr.Button("Translate", variant="primary", elem_id="translate")
-                with gr.Column():
+                with gr.Column(elem_id="results"):
                     gallery = gr.Gallery(label="Face crops and anime portraits", columns=2, format="png",
                                          buttons=["download", "fullscreen"], elem_id="portraits",
                                          object_fit="contain", height="auto")
                     info = gr.Markdown(label="Status", elem_id="info")
-                    pasted = gr.Image(label="Photo with anime faces", format="png", interactive=False,
+                    # JPEG: a 2000 px photo encodes in ~20 ms, as PNG in ~2 s.
+                    pasted = gr.Image(label="Photo with anime faces", format="jpeg", interactive=False,
                                       buttons=["download"], elem_id="pasted", visible=False)
             outputs = [gallery, pasted, info]
             paste.change(lambda on: gr.Image(visible=on), paste, pasted, api_visibility="private")
             button.click(translate, [photo, hair, hair_strength, eye, eye_strength, reference, paste, max_faces],
-                         outputs, api_name="translate")
+                         outputs, api_name="translate").then(
+                None, js=SHOW_RESULTS, api_visibility="private")  # narrow screens stack the columns
             reference.change(reference_controls, reference, [hair, hair_strength, eye, eye_strength, reference_info],
                              api_name="reference_tags", api_visibility="public" if has_reference else "private")
             if EXAMPLES:

@@ -6,10 +6,9 @@ shapes, controls that change the output, and clear errors that leave the server 
 
 from __future__ import annotations
 
-import struct
 import subprocess
 import sys
-import zlib
+import time
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ import torch
 from PIL import Image
 
 from conftest import ASTRONAUT, ROOT, data_root
+from samples import crowd, encode, oriented_jpeg, png_header, webcam_frame
 from twingan.pipeline import AUTO, KEEP
 
 pytest.importorskip("gradio_client")
@@ -59,9 +59,30 @@ def test_changing_hair_colour_changes_the_portrait(client):
     assert np.array_equal(blonde, again)  # deterministic for the same controls
 
 
-def test_keep_my_hair_colour_reports_the_colour_read(client):
+def test_keep_my_hair_colour_reports_the_colour_read(client, app_server, monkeypatch):
+    import twingan.pipeline
+
+    monkeypatch.setattr(twingan.pipeline, "HAIR_MIN_CONFIDENCE", 0.0)  # the tiny classifier is never sure
     _, _, info = translate(client, ASTRONAUT, hair=KEEP)
-    assert "Hair colour read from the photo:" in info
+    assert "Hair colour read from the photo:" in info and "not read reliably" not in info
+
+
+def test_unsure_or_greyscale_hair_reads_fall_back_to_the_model(client, app_server, tmp_path, monkeypatch):
+    import twingan.pipeline
+
+    pipeline = app_server.pipeline
+    crops = pipeline.detect(ASTRONAUT)
+    hair = pipeline.vocab.hair_slice
+    unsure = pipeline.translate_crops(crops, KEEP)[0]  # the random classifier: top probability < 0.5
+    assert unsure.hair_unreliable.startswith("low confidence") and not any(unsure.tags[hair])
+    monkeypatch.setattr(twingan.pipeline, "HAIR_MIN_CONFIDENCE", 0.0)
+    sure = pipeline.translate_crops(crops, KEEP)[0]
+    assert sure.hair_unreliable is None and sum(sure.tags[hair]) == pytest.approx(1.0, abs=1e-4)
+    _astronaut().convert("L").save(tmp_path / "grey.png")
+    grey = pipeline.translate(tmp_path / "grey.png", KEEP).faces[0]
+    assert grey.hair_unreliable == "greyscale photo" and not any(grey.tags[hair])
+    _, _, info = translate(client, tmp_path / "grey.png", hair=KEEP)
+    assert "Hair colour not read reliably (greyscale photo): the model chose it." in info
 
 
 def test_photo_without_a_face_gets_the_message(client, tmp_path):
@@ -79,15 +100,94 @@ def test_non_image_upload_is_refused_and_the_server_keeps_serving(client, tmp_pa
     assert len(gallery) == 2
 
 
-def test_too_large_image_is_refused(client, tmp_path):
-    # A PNG that claims 20000 x 20000 pixels: refused from its header, never decoded.
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
-    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    (tmp_path / "bomb.png").write_bytes(bomb)
-    with pytest.raises(AppError, match="too large"):
-        translate(client, tmp_path / "bomb.png")
+def test_shortest_api_call_needs_only_the_photo(client):
+    gallery, pasted, info = client.predict(handle_file(str(ASTRONAUT)), api_name="/translate")
+    assert len(gallery) == 2 and pasted is None and info.startswith("1 face translated")
+    params = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/translate"]["parameters"]
+    assert [p["parameter_has_default"] for p in params] == [False] + [True] * 7
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad inputs through the server: each gets a clear message or a result, and the server keeps serving
+
+def _astronaut() -> Image.Image:
+    return Image.open(ASTRONAUT).convert("RGB")
+
+
+def _animated_gif() -> bytes:
+    frames = [_astronaut(), _astronaut().transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+def _iso_box(brand: bytes) -> bytes:
+    """Just the 'ftyp' box of an ISO media file: what makes a file HEIC or AVIF, with no image data."""
+    return (24).to_bytes(4, "big") + b"ftyp" + brand + b"\0\0\0\0" + brand + b"mif1"
+
+
+CORPUS = {  # name: (file name, bytes factory, expected message (a regex) or None for a result)
+    "truncated-jpeg": ("cut.jpg", lambda: encode(_astronaut(), "JPEG")[:20_000], "truncated or corrupt"),
+    "png-bomb": ("bomb.png", lambda: png_header(20000, 20000, b"\0" * 64), "too large"),
+    "cmyk-jpeg": ("cmyk.jpg", lambda: encode(_astronaut().convert("CMYK"), "JPEG"), None),
+    "16-bit-png": ("deep.png", lambda: encode(Image.fromarray(
+        (np.asarray(_astronaut().convert("L"), np.uint16) * 257)), "PNG"), None),
+    "palette-png-transparent": ("palette.png", lambda: encode(_astronaut().quantize(64), "PNG", transparency=0), None),
+    "animated-gif": ("animated.gif", _animated_gif, None),
+    "tiff": ("photo.tiff", lambda: encode(_astronaut(), "TIFF"), None),
+    "heic": ("photo.heic", lambda: _iso_box(b"heic"), "not an image|unsupported|corrupt"),
+    "avif": ("photo.avif", lambda: _iso_box(b"avif"), "not an image|unsupported|corrupt"),
+    "panorama-30000x10": ("wide.png", lambda: encode(Image.new("RGB", (30000, 10), "gray"), "PNG"), "too small"),
+    "1x1": ("dot.png", lambda: encode(Image.new("RGB", (1, 1), "gray"), "PNG"), "too small"),
+    "face-cut-by-border": ("cut-face.png", lambda: encode(_astronaut().crop((200, 0, 512, 400)), "PNG"), None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORPUS))
+def test_bad_input_corpus(client, tmp_path, case):
+    name, make, message = CORPUS[case]
+    (tmp_path / name).write_bytes(make())
+    if message is None:
+        gallery, _, info = translate(client, tmp_path / name, paste=True)
+        assert len(gallery) == 2 and info.startswith("1 face translated")
+    else:
+        with pytest.raises(AppError, match=message) as err:
+            translate(client, tmp_path / name)
+        assert "Traceback" not in str(err.value) and len(str(err.value)) < 200
+    assert len(translate(client, ASTRONAUT)[0]) == 2  # the server keeps serving
+
+
+def test_crowd_of_50_faces_uses_the_largest_4_quickly(client, app_server, tmp_path):
+    photo, squares = crowd()
+    (tmp_path / "crowd.jpg").write_bytes(encode(photo, "JPEG", quality=90))
+    gallery, _, info = translate(client, tmp_path / "crowd.jpg")
+    assert len(gallery) == 8 and info.startswith("4 faces translated")
+    pipeline = app_server.pipeline
+    start = time.perf_counter()
+    faces = pipeline.translate(tmp_path / "crowd.jpg", AUTO).faces
+    seconds = time.perf_counter() - start
+    for face, square in zip(faces, squares[:4]):  # each face box lies in one of the 4 largest faces
+        x0, y0, x1, y1 = face.box
+        assert any(sx0 - 40 < (x0 + x1) / 2 < sx1 + 40 and sy0 - 40 < (y0 + y1) / 2 < sy1 + 40
+                   for sx0, sy0, sx1, sy1 in squares[:4]), (face.box, squares[:4])
+    assert seconds < 2.0, f"{seconds:.2f} s for a 2500x1250 photo with 50 faces"
+
+
+@pytest.mark.parametrize("paste", [False, True], ids=["no-paste", "paste"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_applied_once(app_server, orientation, paste):
+    """A phone photo stored sideways (or mirrored) is turned upright exactly once, paste or not."""
+    upright = webcam_frame()
+    expected = app_server.pipeline.detect(upright)[0].box
+    result = app_server.pipeline.translate(oriented_jpeg(upright, orientation), AUTO, paste=paste)
+    assert len(result.faces) == 1
+    assert np.allclose(result.faces[0].box, expected, atol=4.0)  # the face where the upright photo has it
+    if paste:
+        assert result.pasted.size == (640, 480)
+
+
+def test_sideways_phone_photo_with_paste_through_the_api(client, tmp_path):
+    (tmp_path / "phone.jpg").write_bytes(oriented_jpeg(webcam_frame(), 6))
+    gallery, pasted, _ = translate(client, tmp_path / "phone.jpg", paste=True)
+    assert len(gallery) == 2 and Image.open(pasted).size == (640, 480)
 
 
 def test_reference_image_sets_the_colour_controls(client, app_server):
@@ -97,6 +197,19 @@ def test_reference_image_sets_the_colour_controls(client, app_server):
     assert hair in vocab.hair and eye in vocab.eye
     assert hair_strength == eye_strength == 1.0
     assert info.startswith("Reference:")
+
+
+def test_reference_image_adds_its_binary_tags(client, app_server, tmp_path):
+    pipeline = app_server.pipeline
+    binary = pipeline.vocab.binary_slice
+    reference = pipeline.reference_tags(ASTRONAUT)["probs"][binary]
+    plain = pipeline.translate(ASTRONAUT, AUTO).faces[0]
+    referenced = pipeline.translate(ASTRONAUT, AUTO, reference=ASTRONAUT).faces[0]
+    assert not any(plain.tags[binary]) and torch.allclose(torch.tensor(referenced.tags[binary]), reference)
+    assert np.abs(pixels_of(plain.anime) - pixels_of(referenced.anime)).mean() > 0.1
+    with_ref = pixels(translate(client, ASTRONAUT, reference=ASTRONAUT)[0][1]["image"])
+    without = pixels(translate(client, ASTRONAUT)[0][1]["image"])
+    assert np.abs(with_ref - without).mean() > 0.1
 
 
 def test_lookalikes_finds_the_same_face_among_humans(client):
@@ -140,20 +253,31 @@ def test_tag_vector_strength_blends_from_unconditioned_to_the_colour(app_server)
 
 
 def test_gallery_index_is_cached_and_reused(app_server, tmp_path):
-    from twingan.pipeline import LatentIndex
+    from twingan.lookalikes import LatentIndex
 
     cache = app_server.tmp / "index-cache"
     files = sorted(p.name for p in cache.iterdir())
     assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".safetensors")
     gallery = app_server.pipeline.index.root
-    again = LatentIndex.build(app_server.pipeline, gallery, cache)
+    calls = []
+
+    def encode(images, domain):  # what the index asks of an encoder: (B, D) unit vectors
+        calls.append((len(images), images[0].size, domain))
+        return torch.nn.functional.normalize(torch.rand(len(images), 8), dim=1)
+
+    key = app_server.pipeline.checkpoint_fingerprint() + ":32"
+    again = LatentIndex.build(gallery, encode, key, 32, cache)
+    assert calls == []  # the pipeline's cached index is found by the same key
     assert torch.equal(again.latents["anime"], app_server.pipeline.index.latents["anime"])
     Image.new("RGB", (96, 96), "white").save(gallery / "anime" / "new.png")  # content changed: new key
     try:
-        bigger = LatentIndex.build(app_server.pipeline, gallery, cache)
+        bigger = LatentIndex.build(gallery, encode, key, 32, cache)
+        other_model = LatentIndex.build(gallery, encode, "other-weights:32", 32, cache)
     finally:
         (gallery / "anime" / "new.png").unlink()
-    assert len(bigger.files["anime"]) == 4 and len(list(cache.iterdir())) == 4
+    assert len(bigger.files["anime"]) == 4 and len(list(cache.iterdir())) == 6
+    assert calls[:2] == [(4, (32, 32), "anime"), (2, (32, 32), "human")]
+    assert len(calls) == 4 and not torch.equal(other_model.latents["anime"], bigger.latents["anime"])
 
 
 def test_missing_optional_models_only_disable_their_feature(tiny_checkpoints, tmp_path):
@@ -177,8 +301,7 @@ def test_missing_checkpoint_exits_with_one_line(tmp_path):
 
 
 def test_live_frame_translates_the_largest_face(app_server):
-    frame = Image.new("RGB", (640, 480), (40, 40, 40))
-    frame.paste(Image.open(ASTRONAUT).convert("RGB").resize((480, 480)), (80, 0))
+    frame = webcam_frame()
     out, track = app_server.pipeline.translate_frame(np.asarray(frame), "red", 1.0, AUTO, 1.0)
     assert out.size == (256, 256) and out.mode == "RGB" and track.age == 0
     again, track = app_server.pipeline.translate_frame(np.asarray(frame), "red", 1.0, AUTO, 1.0, track)

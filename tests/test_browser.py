@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ASTRONAUT, ROOT
+from samples import webcam_frame
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
@@ -31,16 +32,25 @@ def playwright():
 @pytest.fixture(scope="module")
 def page(playwright, app_server):
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page = browser.new_page(viewport={"width": 1280, "height": 900})  # a laptop screen
     page.set_default_timeout(60_000)
     page.goto(app_server.url, wait_until="domcontentloaded")
     yield page
     browser.close()
 
 
+def in_viewport(page, selector: str) -> bool:
+    """Whether the element's top-left and most of it are on screen without scrolling further."""
+    box = page.locator(selector).first.bounding_box()
+    view = page.viewport_size
+    return box is not None and 0 <= box["y"] and box["y"] + min(box["height"], 200) <= view["height"] \
+        and 0 <= box["x"] and box["x"] + box["width"] <= view["width"]
+
+
 def test_upload_pick_hair_colour_translate(page):
     page.locator("#photo input[type=file]").set_input_files(str(ASTRONAUT))
     page.locator("#photo img").first.wait_for()  # the upload shows as a preview
+    assert in_viewport(page, "#translate"), "the Translate button is below the fold at 1280x900"
     page.locator("#hair-color label", has_text="pink").click()
     assert page.locator("#hair-color input[value=pink]").is_checked()
     page.locator("#translate").click()
@@ -50,11 +60,13 @@ def test_upload_pick_hair_colour_translate(page):
                            ".every(img => img.complete && img.naturalWidth > 0)")
     assert portraits.count() == 2
     assert "1 face translated" in page.locator("#info").inner_text()
+    page.wait_for_timeout(500)  # let a smooth scroll finish
+    assert in_viewport(page, "#portraits img"), "the result appeared out of view"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "browser_translate.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "browser_translate.png"))  # what the user sees at 1280x900
 
 
-def test_no_face_shows_the_error(page, tmp_path):
+def test_no_face_shows_the_error_and_the_page_keeps_working(page, tmp_path):
     import numpy as np
     from PIL import Image
 
@@ -64,9 +76,21 @@ def test_no_face_shows_the_error(page, tmp_path):
     page.locator("#photo input[type=file]").set_input_files(str(tmp_path / "gradient.png"))
     page.locator("#photo img").first.wait_for()
     page.locator("#translate").click()
-    page.get_by_text("No face found in the image").first.wait_for()
+    toast = page.get_by_text("No face found in the image").first
+    toast.wait_for()
     page.wait_for_timeout(500)  # let the toast finish sliding in
+    assert toast.is_visible() and in_viewport(page, "text=No face found in the image")
+    assert page.locator("#portraits img").count() == 0  # no stale or broken result
+    assert "Traceback" not in page.content()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser_no_face.png"))  # the toast is fixed to the viewport
+    # The app still translates a good photo afterwards.
+    page.reload(wait_until="domcontentloaded")
+    page.locator("#photo input[type=file]").set_input_files(str(ASTRONAUT))
+    page.locator("#photo img").first.wait_for()
+    page.locator("#translate").click()
+    page.locator("#portraits img").nth(1).wait_for()
+    assert "1 face translated" in page.locator("#info").inner_text()
 
 
 def test_live_mode_translates_webcam_frames_continuously(playwright, app_server, tmp_path):
@@ -74,11 +98,8 @@ def test_live_mode_translates_webcam_frames_continuously(playwright, app_server,
     import time
 
     import numpy as np
-    from PIL import Image
 
-    frame = Image.new("RGB", (640, 480), (40, 40, 40))
-    frame.paste(Image.open(ASTRONAUT).convert("RGB").resize((480, 480)), (80, 0))
-    ycc = np.asarray(frame.convert("YCbCr"))
+    ycc = np.asarray(webcam_frame().convert("YCbCr"))
     clip = tmp_path / "face.y4m"  # raw YUV 4:2:0 video, the format Chromium's fake camera reads
     with open(clip, "wb") as f:
         f.write(b"YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg\n")

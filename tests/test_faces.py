@@ -1,10 +1,8 @@
 """Tests for twingan.faces: input handling, crop geometry, detection on real photos, paste back."""
 
 import io
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +11,10 @@ import torch
 from PIL import Image, features
 
 from conftest import data_root
+from samples import STORE_FOR_ORIENTATION, encode, oriented_jpeg, png_header
 
 from twingan.faces import (
+    CELEBA_MARGINS,
     ORIGINAL_MARGINS,
     TRAIN_A_MARGINS,
     FaceCropper,
@@ -46,22 +46,6 @@ needs_photos = pytest.mark.skipif(
 def cropper():
     torch.set_num_threads(1)
     return FaceCropper(max_faces=10)
-
-
-def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, fmt, **kwargs)
-    return buf.getvalue()
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG that declares a size but holds no pixel data: a cheap decompression bomb header."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
 def halves(size=(200, 100), left=(255, 0, 0), right=(0, 0, 255)) -> Image.Image:
@@ -173,6 +157,24 @@ def test_grayscale_and_float_array():
     assert load_image(np.full((80, 80, 3), 0.5, np.float32)).getpixel((5, 5)) == (128, 128, 128)
 
 
+@pytest.mark.parametrize("orientation", sorted(STORE_FOR_ORIENTATION))
+def test_each_exif_orientation_is_applied_exactly_once(orientation):
+    upright = halves((200, 100))  # red left, blue right
+    first = load_image(oriented_jpeg(upright, orientation))
+    assert first.size == (200, 100)
+    assert first.getpixel((20, 50))[0] > 200 and first.getpixel((180, 50))[2] > 200
+    again = load_image(first)  # a decoded photo is upright: loading it again must not turn it
+    assert np.array_equal(np.asarray(again), np.asarray(first))
+    assert np.array_equal(np.asarray(load_image(first, max_side=100)), np.asarray(first.resize((100, 50), Image.BICUBIC)))
+
+
+def test_max_side_decodes_large_jpegs_at_a_reduced_scale():
+    photo = encode(halves((1600, 1200)), "JPEG", quality=90)
+    small = load_image(photo, max_side=800)
+    assert small.size == (800, 600) and small.getpixel((50, 300))[0] > 200
+    assert load_image(photo, max_side=5000).size == (1600, 1200)  # never enlarged
+
+
 def test_exif_orientation_is_applied():
     exif = Image.Exif()
     exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise to show
@@ -207,6 +209,18 @@ def test_fallback_center_crop(cropper):
     assert crop.box == (50.0, 0.0, 250.0, 200.0)
     assert crop.face_box is None and crop.confidence == 0.0
     assert crop.image.size == (128, 128)
+
+
+def test_context_crop_frames_the_hair_above_the_face(cropper):
+    hair = FaceCropper(64, context_margins=CELEBA_MARGINS)
+    hair._mtcnn = cropper.mtcnn
+    astronaut = ROOT / "examples" / "astronaut.png"
+    (face,) = hair(astronaut)
+    x0, y0, x1, y1 = face.context_box
+    fx0, fy0, fx1, fy1 = face.face_box
+    assert x0 < fx0 and fx1 < x1 and y0 < fy0 - 0.3 * (fy1 - fy0)  # room for the hair above the face box
+    assert face.box[1] > y0 and face.context.size == face.image.size == (64, 64)
+    assert FaceCropper(64)._mtcnn is None and cropper(astronaut)[0].context is None  # off by default
 
 
 # --- crop geometry --------------------------------------------------------------------------

@@ -32,6 +32,9 @@ _EXIF_TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 
+# Image.info keys that Image.getexif() reads an orientation from.
+_ORIENTATION_INFO = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+
 
 class ImageError(ValueError):
     """The input cannot be used as a photo; the message says why in user words."""
@@ -108,6 +111,9 @@ def decode(image: Image.Image, orientation: int, min_size: tuple[int, int] | Non
         raise ImageError(f"The image file is truncated or corrupt ({e})") from e
     if orientation != 1:
         image = image.transpose(_EXIF_TRANSPOSE[orientation])
+        # The pixels are upright now, but transpose copies the metadata: drop every place an
+        # orientation can hide, so that loading this image again does not turn it a second time.
+        image.info = {k: v for k, v in image.info.items() if k not in _ORIENTATION_INFO}
     return to_rgb(image)
 
 
@@ -164,20 +170,33 @@ def _check_decoded(image: Image.Image) -> Image.Image:
     return image
 
 
-def load_image(source: ImageSource) -> Image.Image:
-    """Load a photo as upright RGB at full resolution.
+def load_image(source: ImageSource, max_side: int | None = None) -> Image.Image:
+    """Load a photo as upright RGB, at full resolution or with its long side at most `max_side`.
 
     Accepts a path, bytes, a binary file object, a PIL image or a numpy array. Applies the EXIF
-    orientation of encoded files. Raises ImageError for non-images, corrupt or truncated files,
-    images under 64 px on a side and images over 100 megapixels.
+    orientation once: the result carries no orientation, so loading it again changes nothing.
+    With `max_side`, JPEGs decode straight at a reduced scale (fast), then shrink to fit. Raises
+    ImageError for non-images, corrupt or truncated files, images under 64 px on a side and
+    images over 100 megapixels.
     """
     if isinstance(source, Image.Image):
         _check_decoded(source)
-        return decode(source, _orientation(source))
-    if isinstance(source, np.ndarray):
-        return to_rgb(_check_decoded(array_to_image(source)))
-    image, orientation = open_encoded(read_bytes(source))
-    return decode(image, orientation)
+        image = decode(source, _orientation(source))
+    elif isinstance(source, np.ndarray):
+        image = to_rgb(_check_decoded(array_to_image(source)))
+    else:
+        encoded, orientation = open_encoded(read_bytes(source))
+        size = oriented_size(encoded, orientation)
+        image = decode(encoded, orientation, fit(size, max_side) if max_side else None)
+    if max_side and max(image.size) > max_side:
+        image = image.resize(fit(image.size, max_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    return image
+
+
+def fit(size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """`size` scaled down (never up) so that its long side is at most `long_side`."""
+    r = min(1.0, long_side / max(size))
+    return max(1, round(size[0] * r)), max(1, round(size[1] * r))
 
 
 def square_crop(image: Image.Image, size: int) -> Image.Image:

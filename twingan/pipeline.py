@@ -11,15 +11,12 @@ where target is the one-hot of the chosen colour, or for "keep" the hair classif
 probabilities for that face. An all-zero group is the unconditioned path (the model infers), so
 strength 0 means "what the model infers" and 1 means "the chosen colour fully".
 
-`LatentIndex` is the lookalike search: gallery faces of both domains encoded once into the shared
-4x4 latent, cached on disk, searched by cosine similarity.
+`build_index` and `lookalikes` search a gallery in the shared 4x4 latent (`twingan.lookalikes`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,26 +27,30 @@ import torch.nn.functional as F
 from PIL import Image
 
 from twingan.checkpoint import LOCAL_CHECKPOINTS, WEIGHTS_NAME, CheckpointError, load_pretrained, resolve_checkpoint
-from twingan.faces import FaceCrop, FaceCropper, crop_face, paste_back
-from twingan.images import IMAGE_SUFFIXES, ImageError, ImageSource, load_image, square_crop
+from twingan.faces import CELEBA_MARGINS, FaceCrop, FaceCropper, crop_face, paste_back
+from twingan.images import ImageSource, load_image, square_crop
+from twingan.lookalikes import LatentIndex, Lookalike
 from twingan.model import TwinGAN
 from twingan.tagger import HumanHairClassifier, Tagger
 from twingan.vocab import TagVocab
 
-log = logging.getLogger(__name__)
-
 KEEP = "keep"  # hair choice: the colour read from the photo by the human hair classifier
 AUTO = "auto"  # hair or eye choice: no conditioning, the model infers
+PASTE_MAX_SIDE = 2000  # px, long side of the pasted photo: half a phone photo, sharp on any screen
 # Webcam frames: detect on a 320 px copy and only faces of 40+ px there (a selfie's face is big),
 # which cuts MTCNN's image pyramid to a few levels.
 LIVE_DETECT_SIZE, LIVE_MIN_FACE = 320, 40
+# "Keep my hair colour" falls back to the model's own choice below this classifier confidence, and
+# for greyscale faces, whose reads are mostly wrong (`python -m train.hair_report`). At 0.6 the app's
+# framing of the CelebA test faces keeps 89% of the reads, 92% right (0.5: 95%, 90% right); on real
+# photos the reads are less sure, and 0.6 drops a dark-haired man read as silver at 53%.
+HAIR_MIN_CONFIDENCE = 0.6
+GREY_CHROMA = 0.02  # mean (max - min) over RGB below which a face counts as greyscale (JPEG noise ~0.005)
 LIVE_REDETECT_EVERY = 4  # frames; between detections the face box is reused (a head moves little in 0.4 s)
 DEFAULT_CHECKPOINT = LOCAL_CHECKPOINTS / "twingan-selfie2anime"
 DEFAULT_TAGGER = LOCAL_CHECKPOINTS / "tagger"
 DEFAULT_HAIR_CLASSIFIER = LOCAL_CHECKPOINTS / "human-hair"
-# Gallery sub-folders and the domain their faces belong to (selfie2anime's names work as is).
-GALLERY_DOMAINS = {"anime": "anime", "human": "human", "trainB": "anime", "testB": "anime",
-                   "trainA": "human", "testA": "human"}
+
 
 
 def pick_device(device: str | None = None) -> tuple[torch.device, torch.dtype]:
@@ -72,6 +73,7 @@ class FaceResult:
     box: tuple[float, float, float, float]  # crop square in photo pixels
     confidence: float
     hair_read: str | None  # the hair colour read from the photo (None without the classifier)
+    hair_unreliable: str | None  # why that read was not used (the model chose the colour), else None
     tags: list[float]  # the tag vector the generator got
 
 
@@ -89,13 +91,7 @@ class LiveTrack:
     box: tuple[float, float, float, float]
     angle: float = 0.0
     age: int = 0
-
-
-@dataclass
-class Lookalike:
-    path: Path
-    domain: str
-    similarity: float  # cosine similarity of the flattened latents
+    context_box: tuple[float, float, float, float] | None = None  # the hair classifier's frame
 
 
 class TranslationPipeline:
@@ -134,7 +130,9 @@ class TranslationPipeline:
         # Crops at twice the model's resolution still look sharp at display size and cost a quarter
         # of display-size crops (crop_face's resampling was ~40 ms of a 1024 px photo at 256 px).
         crop_size = max(min(display_size, 2 * model.config.resolution), model.config.resolution)
-        cropper = FaceCropper(crop_size, device=str(dev), max_faces=max_faces)
+        # The hair classifier reads a CelebA-like frame, which shows the hair (the model's crop cuts it off).
+        context = CELEBA_MARGINS if hair_model is not None else None
+        cropper = FaceCropper(crop_size, device=str(dev), max_faces=max_faces, context_margins=context)
         return cls(model, cropper, tagger_model, hair_model, display_size, notes, folder)
 
     def warm_up(self) -> None:
@@ -147,7 +145,8 @@ class TranslationPipeline:
         """A faster cropper for webcam frames: one face, detection on a small copy, big faces only."""
         if self._live_cropper is None:
             self._live_cropper = FaceCropper(self.model.config.resolution, device=str(self.device), max_faces=1,
-                                             detect_size=LIVE_DETECT_SIZE, min_face_size=LIVE_MIN_FACE)
+                                             detect_size=LIVE_DETECT_SIZE, min_face_size=LIVE_MIN_FACE,
+                                             context_margins=self.cropper.context_margins)
         return self._live_cropper
 
     # ----------------------------------------------------------------------------------------
@@ -200,8 +199,11 @@ class TranslationPipeline:
         return tags
 
     @torch.no_grad()
-    def read_hair(self, faces: torch.Tensor) -> tuple[list[str], torch.Tensor] | None:
-        """Hair colour of each human face (B, 3, H, W) in [0, 1]: names and (B, n_hair) vocab probs."""
+    def read_hair(self, faces: torch.Tensor) -> tuple[list[str], torch.Tensor, list[str | None]] | None:
+        """Hair colour of each human face (B, 3, H, W) in [0, 1]: names, (B, n_hair) vocab probs, and
+        per face why the read is unreliable (None when it is fine). Unreliable reads get all-zero
+        probs, so the model chooses the colour: greyscale faces, or top probability below
+        HAIR_MIN_CONFIDENCE."""
         if self.hair_classifier is None:
             return None
         probs = self.hair_classifier(faces.to(self.device, self.dtype)).float().softmax(-1).cpu()
@@ -211,7 +213,17 @@ class TranslationPipeline:
             if name in self.vocab.hair:
                 vocab_probs[:, self.vocab.hair_index(name)] = probs[:, j]
         names = [classes[int(i)] for i in probs.argmax(-1)]
-        return names, vocab_probs
+        unreliable = []
+        for i, (face, confidence) in enumerate(zip(faces, probs.max(-1).values.tolist())):
+            if is_greyscale(face):
+                unreliable.append("greyscale photo")
+            elif confidence < HAIR_MIN_CONFIDENCE:
+                unreliable.append(f"low confidence, {confidence:.0%} {names[i]}")
+            else:
+                unreliable.append(None)
+            if unreliable[-1]:
+                vocab_probs[i] = 0.0
+        return names, vocab_probs, unreliable
 
     @torch.no_grad()
     def reference_tags(self, image: ImageSource) -> dict:
@@ -250,7 +262,10 @@ class TranslationPipeline:
                         binary: torch.Tensor | None = None) -> list[FaceResult]:
         """Translate face crops in one batch."""
         x = self._model_size(_to_tensor([c.image for c in crops]))  # (B, 3, R, R)
-        read = self.read_hair(x) if hair == KEEP else None
+        read = None
+        if hair == KEEP and self.hair_classifier is not None:
+            frames = [c.context if c.context is not None else c.image for c in crops]
+            read = self.read_hair(self._model_size(_to_tensor(frames), self.hair_classifier.config.resolution))
         tags = self.tag_vectors(len(crops), hair, hair_strength, eye, eye_strength,
                                 read[1] if read else None, binary)
         cond = tags.to(self.device, self.dtype) if self.conditioned else None
@@ -260,7 +275,8 @@ class TranslationPipeline:
         for i, (crop, raw) in enumerate(zip(crops, raws)):
             results.append(FaceResult(
                 crop=self.upscale(crop.image), anime=self.upscale(raw), anime_raw=raw, box=crop.box,
-                confidence=crop.confidence, hair_read=read[0][i] if read else None, tags=tags[i].tolist()))
+                confidence=crop.confidence, hair_read=read[0][i] if read else None,
+                hair_unreliable=read[2][i] if read else None, tags=tags[i].tolist()))
         return results
 
     def translate(self, photo: ImageSource, hair: str = KEEP, hair_strength: float = 1.0, eye: str = AUTO,
@@ -269,7 +285,8 @@ class TranslationPipeline:
         """Every face of a photo (up to max_faces) to an anime portrait.
 
         reference: an anime image whose binary tags (hair style, hat, ...) are used too.
-        paste: also return the photo with the anime faces pasted back.
+        paste: also return the photo with the anime faces pasted back, its long side at most
+            PASTE_MAX_SIDE (face boxes are then in that photo's pixels).
         max_faces: translate only this many of the largest faces (default: the cropper's max_faces).
         Raises ImageError (bad file, too large, no face) and ValueError (bad control) with
         messages meant for the user.
@@ -280,8 +297,10 @@ class TranslationPipeline:
         binary = None
         if reference is not None:
             binary = self.reference_tags(reference)["probs"][self.vocab.binary_slice]
-        if isinstance(photo, (str, os.PathLike, bytes)) and paste:
-            photo = load_image(photo)  # decode once: the cropper and paste_back both need it
+        if paste:
+            # Decode once (the cropper and paste_back both need the pixels), at a size worth pasting
+            # into: a 12 MP photo decodes at half scale straight from the JPEG, 4x less work.
+            photo = load_image(photo, PASTE_MAX_SIDE)
         crops = self.detect(photo)[:max_faces]
         faces = self.translate_crops(crops, hair, hair_strength, eye, eye_strength, binary)
         pasted = None
@@ -302,16 +321,20 @@ class TranslationPipeline:
         image = load_image(frame)
         if track is None or track.age + 1 >= LIVE_REDETECT_EVERY:
             crop = self.live_cropper(image)[0]
-            track = LiveTrack(crop.box, crop.angle)
+            track = LiveTrack(crop.box, crop.angle, 0, crop.context_box)
         else:
-            face = crop_face(image, track.box, self.live_cropper.resolution, track.angle)
-            crop = FaceCrop(face, track.box, None, 0.0, None, track.angle)
-            track = LiveTrack(track.box, track.angle, track.age + 1)
+            res = self.live_cropper.resolution
+            face = crop_face(image, track.box, res, track.angle)
+            context = None
+            if track.context_box is not None and hair == KEEP:
+                context = crop_face(image, track.context_box, res, track.angle)
+            crop = FaceCrop(face, track.box, None, 0.0, None, track.angle, context, track.context_box)
+            track = LiveTrack(track.box, track.angle, track.age + 1, track.context_box)
         return self.translate_crops([crop], hair, hair_strength, eye, eye_strength)[0].anime, track
 
-    def _model_size(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, 3, R, R) at the model's resolution (antialiased bilinear)."""
-        res = self.model.config.resolution
+    def _model_size(self, x: torch.Tensor, res: int | None = None) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 3, R, R) at the model's resolution, or `res` (antialiased bilinear)."""
+        res = res or self.model.config.resolution
         if x.shape[-2:] == (res, res):
             return x
         return F.interpolate(x, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
@@ -324,9 +347,13 @@ class TranslationPipeline:
     # ----------------------------------------------------------------------------------------
     # Lookalikes
 
-    def build_index(self, gallery: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> "LatentIndex":
+    def build_index(self, gallery: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> LatentIndex:
         """Index a gallery folder (sub-folders anime/ and human/), or load its cached index."""
-        self.index = LatentIndex.build(self, Path(gallery), Path(cache_dir) if cache_dir else default_cache_dir())
+        res = self.model.config.resolution
+        self.index = LatentIndex.build(
+            Path(gallery), lambda images, domain: self.encode_faces(_to_tensor(images), domain),
+            cache_key=f"{self.checkpoint_fingerprint()}:{res}", image_size=res,
+            cache_dir=Path(cache_dir) if cache_dir else default_cache_dir())
         return self.index
 
     @torch.no_grad()
@@ -359,94 +386,11 @@ class TranslationPipeline:
         return h.hexdigest()[:16]
 
 
-class LatentIndex:
-    """Unit-length latents of gallery faces per domain, with their files."""
-
-    def __init__(self, root: Path, latents: dict[str, torch.Tensor], files: dict[str, list[str]]):
-        self.root = root
-        self.latents = latents  # domain -> (N, D)
-        self.files = files  # domain -> relative paths, same order
-
-    def __len__(self) -> int:
-        return sum(len(f) for f in self.files.values())
-
-    def nearest(self, query: torch.Tensor, k: int = 4) -> dict[str, list[Lookalike]]:
-        out = {}
-        for domain, latents in self.latents.items():
-            if not len(latents):
-                continue
-            sims = latents @ query  # (N,)
-            top = sims.topk(min(k, len(sims)))
-            out[domain] = [Lookalike(self.root / self.files[domain][i], domain, float(s))
-                           for s, i in zip(top.values.tolist(), top.indices.tolist())]
-        return out
-
-    @classmethod
-    def build(cls, pipeline: TranslationPipeline, root: Path, cache_dir: Path,
-              batch_size: int = 64) -> "LatentIndex":
-        from safetensors.torch import load_file, save_file
-
-        files = gallery_files(root)
-        if not any(files.values()):
-            raise ValueError(f"The gallery {root} has no images in sub-folders "
-                             f"{', '.join(sorted(GALLERY_DOMAINS))}")
-        key = _gallery_key(root, files, pipeline.checkpoint_fingerprint(), pipeline.model.config.resolution)
-        tensors_path, names_path = cache_dir / f"gallery-{key}.safetensors", cache_dir / f"gallery-{key}.json"
-        if tensors_path.is_file() and names_path.is_file():
-            names = json.loads(names_path.read_text())
-            latents = load_file(str(tensors_path))
-            log.info("Loaded the gallery index from %s", tensors_path)
-            return cls(root, {d: latents[d] for d in names["files"]}, names["files"])
-        log.info("Indexing %d gallery images in %s", sum(map(len, files.values())), root)
-        latents, kept = {}, {}
-        for domain, paths in files.items():
-            vectors, ok = [], []
-            for start in range(0, len(paths), batch_size):
-                images = []
-                for rel in paths[start:start + batch_size]:
-                    try:
-                        images.append(square_crop(load_image(root / rel), pipeline.model.config.resolution))
-                        ok.append(rel)
-                    except ImageError as err:
-                        log.warning("Skipping gallery file %s: %s", rel, err)
-                if images:
-                    vectors.append(pipeline.encode_faces(_to_tensor(images), domain))
-            latents[domain] = torch.cat(vectors) if vectors else torch.zeros(0, 1)
-            kept[domain] = ok
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        save_file({d: t.contiguous() for d, t in latents.items()}, str(tensors_path))
-        names_path.write_text(json.dumps({"root": str(root), "files": kept}) + "\n")
-        return cls(root, latents, kept)
-
-
-def gallery_files(root: Path) -> dict[str, list[str]]:
-    """Domain -> image paths relative to `root`, sorted, from the known sub-folders."""
-    if not root.is_dir():
-        raise ValueError(f"The gallery folder {root} does not exist")
-    files: dict[str, list[str]] = {"anime": [], "human": []}
-    for sub, domain in GALLERY_DOMAINS.items():
-        folder = root / sub
-        if folder.is_dir():
-            files[domain] += sorted(str(p.relative_to(root)) for p in folder.rglob("*")
-                                    if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    return files
-
-
 def default_cache_dir() -> Path:
     """$TWINGAN_CACHE, else $XDG_CACHE_HOME/twingan (~/.cache/twingan): outside the repository."""
     if os.environ.get("TWINGAN_CACHE"):
         return Path(os.environ["TWINGAN_CACHE"])
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "twingan"
-
-
-def _gallery_key(root: Path, files: dict[str, list[str]], checkpoint: str, resolution: int) -> str:
-    """Changes when the weights, the resolution or any gallery file (name, size, mtime) changes."""
-    h = hashlib.sha256(f"{checkpoint}:{resolution}:{root.resolve()}".encode())
-    for domain, paths in files.items():
-        for rel in paths:
-            st = (root / rel).stat()
-            h.update(f"{domain}/{rel}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:20]
 
 
 def _load_optional(cls, path, device, dtype, disabled: str, notes: list[str]):
@@ -458,6 +402,11 @@ def _load_optional(cls, path, device, dtype, disabled: str, notes: list[str]):
     except CheckpointError as err:
         notes.append(f"{disabled}: {err}")
         return None
+
+
+def is_greyscale(face: torch.Tensor) -> bool:
+    """Whether a (3, H, W) image in [0, 1] has (almost) no colour: R, G and B about equal."""
+    return bool((face.amax(0) - face.amin(0)).mean() < GREY_CHROMA)
 
 
 def _to_tensor(images: list[Image.Image]) -> torch.Tensor:

@@ -1,0 +1,84 @@
+"""Synthetic inputs shared by the tests and the benchmarks, made in memory (no files in git).
+
+Tests import this as `samples` (pytest puts tests/ on the path); benchmarks as `tests.samples`.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+ASTRONAUT = ROOT / "examples" / "astronaut.png"  # public domain; one face
+
+# EXIF orientation -> the transpose that stores an upright image so that orientation shows it upright
+# (the inverse of what a viewer applies).
+STORE_FOR_ORIENTATION = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,  # the viewer turns it back with ROTATE_270
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def webcam_frame() -> Image.Image:
+    """A 640 x 480 frame, the astronaut's face (480 px) in the middle on a dark background."""
+    frame = Image.new("RGB", (640, 480), (40, 40, 40))
+    frame.paste(Image.open(ASTRONAUT).convert("RGB").resize((480, 480)), (80, 0))
+    return frame
+
+
+def png_header(width: int, height: int, pixels: bytes = b"") -> bytes:
+    """An 8-bit RGB PNG that declares width x height but holds almost no data: a decompression
+    bomb's header, refused (or not) before any pixel is decoded."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = chunk(b"IDAT", zlib.compress(pixels)) if pixels else b""
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
+
+
+def oriented_jpeg(upright: Image.Image, orientation: int, quality: int = 92) -> bytes:
+    """A JPEG whose pixels are stored so that its EXIF `orientation` shows `upright`."""
+    stored = upright if STORE_FOR_ORIENTATION[orientation] is None else upright.transpose(
+        STORE_FOR_ORIENTATION[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(stored, "JPEG", exif=exif, quality=quality)
+
+
+def crowd(rows: int = 5, cols: int = 10, cell: int = 250, seed: int = 0) -> tuple[Image.Image, list[tuple]]:
+    """rows x cols copies of the astronaut's face, one per cell, on grey: four big ones (230-240 px)
+    in random cells, the rest 100-160 px, so which four are the largest is clear.
+
+    Returns the photo and the pasted face squares (x0, y0, x1, y1), largest first.
+    """
+    rng = np.random.default_rng(seed)
+    face = Image.open(ASTRONAUT).convert("RGB").crop((120, 20, 330, 230))
+    image = Image.new("RGB", (cols * cell, rows * cell), (120, 120, 120))
+    squares = []
+    big = set(rng.choice(rows * cols, 4, replace=False).tolist())
+    for i in range(rows * cols):
+        side = int(rng.integers(230, 241)) if i in big else int(rng.integers(100, 161))
+        x = (i % cols) * cell + int(rng.integers(0, cell - side + 1))
+        y = (i // cols) * cell + int(rng.integers(0, cell - side + 1))
+        image.paste(face.resize((side, side)), (x, y))
+        squares.append((x, y, x + side, y + side))
+    return image, sorted(squares, key=lambda b: b[0] - b[2])
