@@ -5,13 +5,14 @@
 #
 # Environment (all optional): OUT (default ./out; the device tool sets it), PACK (pack/gpu-128.npz),
 # CONFIG (gpu-128), RUN_DIR (a fresh temporary folder), PYTHON (python3), PEAK_SECONDS (2: the matmul
-# benchmark's length), LATENCY_REPEATS (20), RESUME (a folder holding state.pt.NNN parts from an earlier call: training
-# continues from them).
+# benchmark's length), LATENCY_REPEATS (20), RESUME (a folder holding state.pt.NNN parts from an
+# earlier call: training continues from them).
 #
 # Writes into $OUT: device.log (everything printed), device.json (environment, bf16 matmul peak,
 # images/s per stage, FLOPs per image, fraction of the peak, state form, inference latency),
-# config.json + model.safetensors (the EMA export, fp16), samples.png (the last grid) and
-# state.pt.NNN (the training state, split; as exact as fits in what a call brings back).
+# config.json + model.safetensors (the EMA export, fp16), samples.png (the last grid under two
+# earlier ones) and state.pt.NNN (the training state, split; as exact as fits in what a call brings
+# back).
 # Each step runs even if an earlier one failed; the exit status is the training's (3: no usable pack).
 set -uo pipefail
 if [ $# -lt 1 ]; then

@@ -184,7 +184,7 @@ def test_device_script_end_to_end_on_the_cpu(pack, tmp_path):
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
-        output, _ = proc.communicate(timeout=180)
+        output, _ = proc.communicate(timeout=420)  # generous: on a loaded machine torch imports alone take minutes
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the script and every step it started
         output, _ = proc.communicate()
@@ -210,3 +210,15 @@ def test_device_script_end_to_end_on_the_cpu(pack, tmp_path):
     assert res in (16, 32) and next(model.parameters()).dtype == torch.float32
     y = model.translate(torch.rand(2, 3, res, res), tags=torch.zeros(2, model.config.tag_dim))
     assert y.shape == (2, 3, res, res) and torch.isfinite(y).all()
+
+
+def test_latency_path_runs_without_facenet_and_gradio(tiny_checkpoints):
+    """The device has neither: importing the inference path must not need them, and detection is skipped."""
+    code = ("import sys; sys.modules['facenet_pytorch'] = None; sys.modules['gradio'] = None\n"
+            "from train.device import main\n"
+            f"main(['latency', {str(tiny_checkpoints.twingan)!r}, '--faces', '2', '--repeats', '1'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])["latency"]
+    assert report["detection"].startswith("skipped") and report["batch_2"]["ms_per_face"] > 0

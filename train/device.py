@@ -4,10 +4,11 @@
     python -m train.device collect RUN OUT               # export, grid, state parts, FLOPs and peak fraction
     python -m train.device latency OUT --pack PACK       # the app's inference path on face crops, per face
 
-Each step is its own process, so one that fails or hangs costs only its own output. Everything that
-comes back from a device call must fit 8 files of at most 16 MiB (64 MiB in all): `collect` writes
-the EMA export (config.json + fp16 model.safetensors), one sample grid, `device.json` (the figures),
-and the training state split into parts, in the most exact form that fits (see `compact_state`).
+Each step is its own process, so one that fails costs only its own output. Everything that comes
+back from a device call must fit 8 files of at most 16 MiB (64 MiB in all): `collect` writes the EMA
+export (config.json + fp16 model.safetensors), the sample grids (the last under two earlier ones, in
+one PNG), `device.json` (the figures) and the training state split into parts, in the most exact
+form that fits (see `compact_state`).
 """
 
 from __future__ import annotations
@@ -102,6 +103,23 @@ def flops_per_image(cfg, resolution: int, device: torch.device) -> float:
     trainer.step()  # warm-up
     assert trainer.stage == (resolution, 1.0), trainer.stage
     return step_flops(trainer) / cfg.batch_for(resolution)
+
+
+def stack_images(paths: list[Path], target: Path, gap: int = 6) -> Path:
+    """The images one above the other, each scaled (nearest) to the last one's width, on white."""
+    from PIL import Image
+
+    images = [Image.open(p).convert("RGB") for p in paths]
+    width = images[-1].width
+    images = [im if im.width == width else im.resize((width, round(im.height * width / im.width)), Image.NEAREST)
+              for im in images]
+    canvas = Image.new("RGB", (width, sum(im.height for im in images) + gap * (len(images) - 1)), "white")
+    y = 0
+    for im in images:
+        canvas.paste(im, (0, y))
+        y += im.height + gap
+    canvas.save(target)
+    return target
 
 
 # ---------------------------------------------------------------- the training state
@@ -238,8 +256,10 @@ def cmd_collect(args) -> dict:
             shutil.copy2(export / name, out / name)
     grids = sorted((run / "samples").glob("step_*.png"))
     if grids:
-        shutil.copy2(grids[-1], out / "samples.png")
-        report["samples"] = grids[-1].name
+        # One file for the grids (files are scarce): two earlier ones above the last, for the trend.
+        picked = sorted({grids[len(grids) // 3], grids[2 * len(grids) // 3], grids[-1]})
+        stack_images(picked, out / "samples.png")
+        report["samples"] = [g.name for g in picked]
     report["export_mib"] = round((out / "model.safetensors").stat().st_size / MIB, 2) \
         if (out / "model.safetensors").is_file() else None
     (out / "device.json").write_text(json.dumps(report, indent=2) + "\n")
