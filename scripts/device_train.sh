@@ -49,8 +49,8 @@ main() {
   fi
   # The loop stops itself before the budget and exports; SIGTERM (stop, checkpoint, export) is the backstop.
   limit=$($PYTHON -c "print(int(float('$MINUTES') * 60 + 90))")
-  timeout --signal=TERM --kill-after=30 "$limit" $PYTHON -m train --config "$CONFIG" --no-progress ${resume[@]+"${resume[@]}"} \
-    "pack=$PACK" "budget_minutes=$MINUTES" "run_dir=$RUN_DIR" "$@" | tee "$RUN_DIR/train.out"
+  timeout --signal=TERM --kill-after=30 "$limit" $PYTHON -m train --config "$CONFIG" --no-progress \
+    ${resume[@]+"${resume[@]}"} "pack=$PACK" "budget_minutes=$MINUTES" "run_dir=$RUN_DIR" "$@" | tee "$RUN_DIR/train.out"
   train_rc=${PIPESTATUS[0]}
   echo "training exit status: $train_rc"
 

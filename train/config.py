@@ -94,7 +94,7 @@ class TrainConfig:
     # --- a time-boxed run on a lent GPU (issue 12): data pack, wall-clock budget, CUDA speed switches ---
     pack: str = ""  # `python -m train.pack` file (relative to the repo root); replaces the folder fields above
     budget_minutes: float = 0.0  # stop training this long after `train` starts, data loading included (0 = no limit)
-    stage_fractions: tuple[float, ...] = ()  # with a budget: each stage but the last lasts this fraction of it, in training time ("" = stage_images)
+    stage_fractions: tuple[float, ...] = ()  # with a budget: each stage but the last gets this share of it (() = stage_images)
     export_margin_minutes: float = 0.5  # the end of the budget kept for the final checkpoint, samples and export
     cudnn_benchmark: bool = False  # CUDA: cuDNN picks the fastest conv algorithms (shapes repeat within a stage)
     tf32: bool = False  # CUDA: TF32 for the fp32 work left outside autocast (the gradient penalty, the EMA)

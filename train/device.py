@@ -251,7 +251,9 @@ def cmd_collect(args) -> dict:
         if (export / name).is_file():
             size = (export / name).stat().st_size
             if size > MAX_FILE:
-                report.setdefault("problems", []).append(f"export/{name} is {size / MIB:.1f} MiB, over 16 MiB: not copied")
+                problem = f"export/{name} is {size / MIB:.1f} MiB, over 16 MiB: not copied"
+                report.setdefault("problems", []).append(problem)
+                print(problem, flush=True)
                 continue
             shutil.copy2(export / name, out / name)
     grids = sorted((run / "samples").glob("step_*.png"))

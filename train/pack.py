@@ -8,10 +8,10 @@ at 128 px is 48 KiB an image (about 1000 images in 48 MiB), so each image is sto
 ~2-4 KiB at quality 80) in one uint8 array with offsets, and `load_pack` decodes it once, in threads,
 straight into a device tensor. The config names the folders: the source and target folders must
 fit; then the attribute-labelled source images (up to `source_attributes_limit`) and the tagged
-target images are added in order while they fit. The anime images' hair and eye colours come from
-the tags CSV; the frozen tagger fills those the CSV lacks (and all of the untagged folders') where
-its probability reaches `--threshold`. The output must be ignored by git (`.git/info/exclude`): a
-pack is third-party data and is never committed.
+target images are added, in a seeded random order, while they fit. The anime images' hair and eye
+colours come from the tags CSV; the frozen tagger fills those the CSV lacks (and all of the
+untagged folders') where its probability reaches `--threshold`. The output must be ignored by git
+(`.git/info/exclude`): a pack is third-party data and is never committed.
 """
 
 from __future__ import annotations
@@ -34,8 +34,6 @@ from train.config import REPO_ROOT, ConfigError, TrainConfig, load_config
 from train.data import DataError, DomainData, concat, fill_missing_tags, load_attributes, load_folder, load_tagged
 from train.tags_data import TagsDataError
 from twingan.vocab import TagVocab
-
-log = logging.getLogger(__name__)
 
 PACK_VERSION = 1
 DOMAINS = ("source", "target")
@@ -81,8 +79,8 @@ def decode_images(data: np.ndarray, offsets: np.ndarray, resolution: int, worker
 
 # ---------------------------------------------------------------- building
 
-def _take(data: DomainData, n: int) -> DomainData:
-    return DomainData(data.images[:n], data.tags[:n], data.hair[:n], data.eye[:n], data.binary_known[:n],
+def _select(data: DomainData, idx: torch.Tensor) -> DomainData:
+    return DomainData(data.images[idx], data.tags[idx], data.hair[idx], data.eye[idx], data.binary_known[idx],
                       data.skipped)
 
 
@@ -130,6 +128,8 @@ def build_pack(cfg: TrainConfig, out: Path, max_mib: float = 48.0, quality: int 
         raise PackError(f"the required folders alone take {total / MIB:.1f} MiB, over the {max_mib} MiB cap: "
                         f"lower --quality (now {quality}) or raise --max-mib")
     for domain, name, data in optional:
+        # Where not all fit, a seeded random subset: file order need not be random.
+        data = _select(data, torch.randperm(len(data), generator=torch.Generator().manual_seed(0)))
         enc: list[bytes] = []
         chunk = 256
         for start in range(0, len(data), chunk):
@@ -141,7 +141,7 @@ def build_pack(cfg: TrainConfig, out: Path, max_mib: float = 48.0, quality: int 
                 enc.append(b)
             if len(enc) < start + len(more):
                 break
-        chosen.append((domain, name, _take(data, len(enc)), enc))
+        chosen.append((domain, name, _select(data, torch.arange(len(enc))), enc))
         print(f"{domain}: {name}: {len(enc)} of {len(data)} images fit, {sum(map(len, enc)) / MIB:.1f} MiB",
               flush=True)
 
@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, default=0.7, help="tagger probability that fills a colour (0 = no fill)")
     p.add_argument("--tagger", default=None, help="tagger checkpoint (default: the config's)")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--check", metavar="PACK", default=None, help="only describe an existing pack and decode a few images")
+    p.add_argument("--check", metavar="PACK", default=None,
+                   help="only describe an existing pack and decode a few images")
     p.add_argument("overrides", nargs="*", default=[], help="config overrides key=value (after --)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
