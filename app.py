@@ -21,7 +21,8 @@ import gradio as gr
 from PIL import Image
 
 from twingan.checkpoint import CheckpointError
-from twingan.faces import ImageError, NoFaceError, load_image
+from twingan.faces import NoFaceError
+from twingan.images import ImageError, load_image
 from twingan.pipeline import (AUTO, DEFAULT_CHECKPOINT, DEFAULT_HAIR_CLASSIFIER, DEFAULT_TAGGER, KEEP,
                               TranslationPipeline, default_cache_dir)
 from twingan.vocab import EYE_COLORS, HAIR_COLORS

@@ -1,4 +1,5 @@
-"""`python -m train.evaluate` on tiny generated test splits with a tiny model and judge."""
+"""`python -m train.evaluate` on tiny generated test splits with a tiny model, judge and feature net;
+the direction of each independent metric on real and synthetic cases."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import pytest
 import torch
 
 from tests.test_train import _write_images
-from train.evaluate import EVAL_TAGGER, main
-from twingan.checkpoint import save_pretrained
+from train.evaluate import EVAL_TAGGER, FEATNET, _fd_triplet, main
+from twingan.checkpoint import load_pretrained, save_pretrained
 from twingan.config import TwinGANConfig
+from twingan.featnet import FeatureNet, FeatureNetConfig
 from twingan.model import TwinGAN
 from twingan.tagger import Tagger, TaggerConfig
 from twingan.vocab import BINARY_TAGS, DEFAULT_VOCAB
@@ -36,43 +38,163 @@ def setup(tmp_path) -> dict:
     torch.manual_seed(0)
     model = TwinGAN(TwinGANConfig(resolution=16, base_channels=32, max_channels=16, norm="instance", tag_embed_dim=8))
     judge = Tagger(TaggerConfig(resolution=16, channels=(8, 16), feature_dim=8))
+    featnet = FeatureNet(FeatureNetConfig(resolution=16, channels=(8, 8), groups=4))
     return {"data": data, "model": save_pretrained(model, tmp_path / "model"),
-            "judge": save_pretrained(judge.eval(), tmp_path / "judge"), "tmp": tmp_path}
+            "judge": save_pretrained(judge.eval(), tmp_path / "judge"),
+            "featnet": save_pretrained(featnet.eval(), tmp_path / "featnet"), "tmp": tmp_path}
+
+
+def _args(setup: dict, *extra: str) -> list[str]:
+    return [str(setup["model"]), "--data", str(setup["data"]), "--judge", str(setup["judge"]),
+            "--featnet", str(setup["featnet"]), "--two-sample-steps", "3", *extra]
 
 
 def test_evaluate_writes_metrics_and_grid(setup, capsys):
     out = setup["tmp"] / "eval" / "metrics.json"
-    assert main([str(setup["model"]), "--data", str(setup["data"]), "--judge", str(setup["judge"]),
-                 "--out", str(out)]) == 0
+    assert main([*_args(setup), "--out", str(out)]) == 0
     m = json.loads(out.read_text())
     assert m["n_selfies"] == 6 and m["n_anime_reference"] == 18 - 6
     assert set(m["hair_per_colour"]) == set(DEFAULT_VOCAB.hair) and set(m["eye_per_colour"]) == set(DEFAULT_VOCAB.eye)
-    assert 0 <= m["hair_accuracy"] <= 1 and 0 <= m["eye_accuracy"] <= 1
-    assert m["fd"] >= 0 and m["fd_floor"] >= 0 and m["recon_l1_human"] > 0
+    # Every colour is requested for all 6 selfies, so the overall accuracy is the mean over colours.
+    for group in ("hair", "eye"):
+        per = m[f"{group}_per_colour"].values()
+        assert m[f"{group}_accuracy"] == pytest.approx(sum(per) / len(per))
+        assert all(v * 6 == pytest.approx(round(v * 6)) for v in per)  # k of 6 selfies
+    for prefix in ("", "indep_"):
+        fd, lo, hi = m[f"{prefix}fd"], m[f"{prefix}fd_floor"], m[f"{prefix}fd_ceiling"]
+        expected = (fd - lo) / (hi - lo) if hi > lo else float("nan")  # no scale when the ceiling is not above
+        assert m[f"{prefix}fd_fraction"] == pytest.approx(expected, nan_ok=True)
+    assert m["two_sample_n_train"] == [3, 3] and m["two_sample_n_test"] == [3, 3] and m["two_sample_steps"] == 3
+    assert m["two_sample_accuracy"] == pytest.approx((m["two_sample_accuracy_a"] + m["two_sample_accuracy_b"]) / 2)
+    assert list(m["spread"]) == ["latent", "skip8", "skip16"]  # the tiny model reads skips at 8 and 16 px
+    assert all(v["ratio"] == pytest.approx(v["human_std"] / v["anime_std"]) for v in m["spread"].values())
+    assert m["fixed_pattern_share_selfies"] < 0.5 and m["recon_l1_human"] > 0  # 6 different images
     assert out.with_suffix(".png").is_file()
-    assert "hair colour control" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "two-sample test" in table and "trained against: tagger-eval FD" in table and "hair colour control" in table
+
+
+def test_quick_skips_the_two_sample_test(setup, capsys):
+    out = setup["tmp"] / "quick.json"
+    assert main([*_args(setup), "--quick", "--out", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert "two_sample_accuracy" not in m and "indep_fd" in m
+    assert "two-sample test" not in capsys.readouterr().out
 
 
 def test_evaluate_refuses_the_training_tagger(setup, capsys):
     judge = str(EVAL_TAGGER.parent / "tagger")
     if not (Path(judge) / "model.safetensors").is_file():
         pytest.skip("checkpoints/tagger is not there")
-    assert main([str(setup["model"]), "--data", str(setup["data"]), "--judge", judge]) == 2
+    assert main([*_args(setup), "--judge", judge]) == 2
     assert "cannot judge its own generator" in capsys.readouterr().err
 
 
 def test_evaluate_missing_checkpoint_is_a_clear_error(setup, capsys):
-    assert main([str(setup["tmp"] / "nope"), "--data", str(setup["data"]), "--judge", str(setup["judge"])]) == 2
+    assert main([str(setup["tmp"] / "nope"), *_args(setup)[1:]]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not (DATA / "selfie2anime" / "testA").is_dir(), reason=f"real data not found at {DATA}")
 def test_floor_is_below_ceiling_on_real_data(tmp_path):
     """With the real evaluation tagger, real anime is closer to real anime than raw selfies are."""
-    if not (EVAL_TAGGER / "model.safetensors").is_file():
-        pytest.skip("checkpoints/tagger-eval is not there")
+    if not (EVAL_TAGGER / "model.safetensors").is_file() or not (FEATNET / "model.safetensors").is_file():
+        pytest.skip("checkpoints/tagger-eval or checkpoints/featnet-eval is not there")
     model = save_pretrained(TwinGAN(TwinGANConfig(resolution=16, base_channels=32, max_channels=16)), tmp_path / "m")
     out = tmp_path / "e.json"
-    assert main([str(model), "--data", str(DATA), "--limit", "20", "--out", str(out)]) == 0
+    assert main([str(model), "--data", str(DATA), "--limit", "20", "--quick", "--out", str(out)]) == 0
     m = json.loads(out.read_text())
-    assert m["fd_floor"] < m["fd_ceiling"]
+    assert m["fd_floor"] < m["fd_ceiling"] and m["indep_fd_floor"] < m["indep_fd_ceiling"]
+
+
+# --- the direction of each independent metric ---------------------------------------------------
+
+def _real_sets(n: int) -> dict:
+    """n test selfies and 3n real anime test faces (anime_tags), 64 px, floats in [0, 1]."""
+    from train.data import decode_images, list_images
+    from train.tags_data import read_tags_csv
+
+    if not (DATA / "selfie2anime" / "testA").is_dir() or not (DATA / "anime_tags" / "tags.csv").is_file():
+        pytest.skip(f"real data not found at {DATA}")
+    folder = DATA / "selfie2anime" / "testA"
+    selfies = decode_images(folder, list_images(folder)[:n], 64)[0]
+    files = sorted(read_tags_csv(DATA / "anime_tags" / "tags.csv", split="test"))[: 3 * n]
+    anime = decode_images(DATA / "anime_tags" / "images", files, 64)[0]
+    return {"selfies": selfies.float() / 255, "anime": anime.float() / 255}
+
+
+def test_a_fixed_grid_raises_the_fixed_pattern_share():
+    from twingan.metrics import fixed_pattern_share
+
+    anime = _real_sets(100)["anime"][:100]
+    grid = torch.zeros(64, 64)
+    grid[::8] = grid[:, ::8] = 0.15  # faint lines every 8 px, the same in every image
+    real, gridded = fixed_pattern_share(anime), fixed_pattern_share((anime + grid).clamp(0, 1))
+    assert real < 0.08 < gridded, (real, gridded)
+    shifted = torch.stack([(a + grid.roll((i, 3 * i), (0, 1))).clamp(0, 1) for i, a in enumerate(anime)])
+    assert fixed_pattern_share(shifted) < 0.08  # the same lines at a different place per image are no fixed pattern
+
+
+def test_real_anime_scores_near_the_independent_fd_floor():
+    if not (FEATNET / "model.safetensors").is_file():
+        pytest.skip("checkpoints/featnet-eval is not there")
+    sets = _real_sets(100)
+    featnet = load_pretrained(FeatureNet, FEATNET)
+    anime = sets["anime"]
+    # Other real anime faces in the place of the translations: as close as the floor.
+    m = _fd_triplet(featnet.features, anime[:100], anime[100:200], sets["selfies"], anime[200:])
+    assert abs(m["fd_fraction"]) < 0.15, m
+    assert m["fd_ceiling"] > 3 * m["fd_floor"], m
+    # Blurring the anime faces moves them towards the ceiling.
+    blurred = torch.nn.functional.avg_pool2d(anime[:100], 5, 1, 2, count_include_pad=False)
+    assert _fd_triplet(featnet.features, blurred, anime[100:200], sets["selfies"], anime[200:])["fd_fraction"] > 0.1
+
+
+def test_two_sample_test_tells_selfies_from_anime_and_not_a_set_from_itself():
+    from twingan.metrics import classifier_two_sample_test
+
+    sets = _real_sets(100)
+    apart = classifier_two_sample_test(sets["selfies"], sets["anime"][:100], steps=60)
+    assert apart["accuracy"] > 0.85, apart
+    anime = sets["anime"][:200]
+    same = classifier_two_sample_test(anime[:100], anime[100:], steps=60)
+    assert 0.35 < same["accuracy"] < 0.65, same
+    assert apart["n_train"] == (50, 50) and apart["n_test"] == (50, 50)
+
+
+def test_two_sample_test_is_seeded_and_leaves_the_global_rng_alone():
+    from twingan.metrics import classifier_two_sample_test
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(8, 3, 16, 16, generator=g), torch.rand(8, 3, 16, 16, generator=g) * 0.5
+    torch.manual_seed(123)
+    first = classifier_two_sample_test(a, b, steps=5, seed=1)
+    after = torch.rand(1)
+    torch.manual_seed(123)
+    assert classifier_two_sample_test(a, b, steps=5, seed=1) == first
+    assert torch.equal(torch.rand(1), after)
+
+
+def test_only_the_evaluation_reads_the_independent_feature_net():
+    """No loss, data filter or app code may use featnet-eval, or its FD stops being independent."""
+    root = Path(__file__).resolve().parent.parent
+    allowed = {root / "twingan" / "featnet.py", root / "train" / "featnet.py", root / "train" / "evaluate.py"}
+    users = [p.relative_to(root) for p in [*root.glob("*.py"), *(root / "twingan").glob("*.py"), *(root / "train").glob("*.py")]
+             if p not in allowed and ("featnet" in p.read_text() or "FeatureNet" in p.read_text())]
+    assert not users, f"{users} use the independent feature net"
+
+
+def test_feature_net_shapes_and_contrastive_loss():
+    from twingan.featnet import contrastive_loss
+
+    net = FeatureNet(FeatureNetConfig(resolution=32, channels=(8, 16), groups=4, projection_dim=6)).eval()
+    x = torch.rand(3, 3, 40, 40)  # resized to 32 px inside
+    assert net.features(x).shape == (3, 16) and net(x).shape == (3, 6)
+    assert torch.allclose(net(x).norm(dim=1), torch.ones(3))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        net.features(torch.rand(3, 32, 32))
+    g = torch.Generator().manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=1)
+    matched, hit = contrastive_loss(z, z)
+    unmatched, _ = contrastive_loss(z, torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=1))
+    assert hit.all() and hit.shape == (16,) and matched < unmatched

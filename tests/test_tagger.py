@@ -69,11 +69,19 @@ def test_save_load_round_trip_identical(tmp_path):
     assert loaded.config == model.config
 
 
-def test_human_hair_predict_names():
+@pytest.mark.parametrize("favoured", ["black", "brown", "silver"])
+def test_human_hair_predict_names(favoured):
+    """predict() names the class whose logit is highest, and pairs each name with its own probability."""
     model = HumanHairClassifier(HumanHairConfig(resolution=32, channels=(8, 16), feature_dim=16)).eval()
+    logits = torch.tensor([0.0, 1.0, 0.5, -1.0])
+    logits[model.config.classes.index(favoured)] = 3.0
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(logits)
     preds = model.predict(torch.rand(2, 3, 40, 40))
-    assert len(preds) == 2 and preds[0][0] in ("black", "blonde", "brown", "silver")
-    assert abs(sum(preds[0][1].values()) - 1) < 1e-5
+    expected = dict(zip(model.config.classes, logits.softmax(-1).tolist()))
+    assert [name for name, _ in preds] == [favoured, favoured]
+    assert preds[1][1] == pytest.approx(expected)
 
 
 def test_augment_keeps_hue():
@@ -166,6 +174,28 @@ def test_read_tags_csv_masks_empty_colours(tmp_path):
     assert not hair_known and eye_known and sum(vec[DEFAULT_VOCAB.hair_slice]) == 0
     assert rows["0001.jpg"].hair_known and not rows["0001.jpg"].eye_known
     assert len(read_tags_csv(data / "tags.csv", split="test")) == 8
+
+
+@pytest.mark.parametrize("task, folder", [("anime", "anime_tags"), ("human_hair", "celeba")])
+def test_default_data_folder_follows_twingan_data(monkeypatch, tmp_path, task, folder):
+    monkeypatch.setenv("TWINGAN_DATA", str(tmp_path / "elsewhere"))
+    args = train_tagger.parse_args(["--task", task, "--out", str(tmp_path / "out")])
+    assert args.data == tmp_path / "elsewhere" / folder
+
+
+def test_tagger_data_is_decoded_like_the_gan_data(tmp_path):
+    """One data path: the tagger trains on exactly the pixels and labels the GAN's loader gives it."""
+    from train.data import load_tagged
+    from train.tags_data import AnimeTagsDataset
+
+    data = make_dataset(tmp_path / "data", n_train=6, n_test=2)
+    (data / "images" / "0002.jpg").write_bytes(b"not a jpeg")
+    tagger_set = AnimeTagsDataset(data, "train", 24)
+    gan_set = load_tagged(data / "tags.csv", data / "images", 24, DEFAULT_VOCAB, "train")
+    assert len(tagger_set) == len(gan_set) == 5 and len(tagger_set.skipped) == gan_set.skipped == 1
+    assert torch.equal(tagger_set.images, gan_set.images)
+    assert torch.equal(tagger_set.tags, gan_set.tags) and torch.equal(tagger_set.hair, gan_set.hair)
+    assert tagger_set.hair.tolist() == [DEFAULT_VOCAB.hair_index(h) for h in ("red", "blue", "blonde", "red", "blue")]
 
 
 # --- metrics ------------------------------------------------------------------------------------

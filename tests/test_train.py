@@ -46,7 +46,11 @@ def _write_images(folder: Path, n: int, size: int, seed: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
+    return write_data(tmp_path_factory.mktemp("data"))
+
+
+def write_data(root: Path) -> Path:
+    """16 human images (20 px) and 16 tagged anime images (16 px) under root."""
     _write_images(root / "human", 16, 20, seed=1)  # non-square sources are cropped; 20 px exercises resizing
     names = _write_images(root / "anime" / "images", 16, 16, seed=2)
     with (root / "anime" / "tags.csv").open("w", newline="") as fh:
@@ -127,6 +131,74 @@ def test_wider_discriminator(data_root, tmp_path):
         3 * sum(p.numel() for p in narrow.d_target.parameters())
     assert sum(p.numel() for p in trainer.model.parameters()) == sum(p.numel() for p in narrow.model.parameters())
     assert all(math.isfinite(v) for v in trainer.step().values())  # a step runs and gives finite losses
+
+
+# The losses of the first steps of two tiny runs that switch on every loss term (distinct weights, so
+# a term under the wrong weight shows), recorded with the code before Trainer.step was split into a
+# discriminator loss and a generator loss: the split, and any later tidying, must not change them.
+GOLDEN_STEPS = 3
+GOLDEN_RECIPES = {
+    "all_terms": dict(augment=True, gp="dragan", gp_every=1, reverse=True, gan_recon_from=16, w_gan_recon=0.7,
+                      w_recon=1.3, w_gan=0.9, w_latent=0.2, w_cycle=0.6, w_tag_d=0.8, w_align=0.5, w_tagger=0.4,
+                      w_tagger_features=0.3, d_width=1.5, model={**TINY_MODEL, "skip_resolutions": [8]}),
+    "recon_gan_one_way": dict(reverse=False, gan_recon_from=16, w_gan_recon=0.7, gp="r1", gp_every=2, w_cycle=0.6,
+                              w_latent=0.2),
+}
+GOLDEN = {
+    'all_terms': [
+        {'align': 0.9401087760925293, 'cycle': 0.2474646419286728, 'cycle_rev': 0.20531077682971954,
+         'd_gan': 1.38812255859375, 'd_gan_rev': 1.3864457607269287, 'd_tag': 5.113435745239258,
+         'd_total': 8.495363235473633, 'g_gan': 0.6541454792022705, 'g_gan_rev': 0.6836066246032715,
+         'g_tag': 4.7469353675842285, 'g_tagger': 4.840376377105713, 'g_tagger_features': 1.195258617401123,
+         'g_total': 9.228208541870117, 'gp': 1.9999974966049194, 'latent': 0.3351758122444153,
+         'recon': 0.45216500759124756},
+        {'align': 0.7551063299179077, 'cycle': 0.22903405129909515, 'cycle_rev': 0.21022088825702667,
+         'd_gan': 1.387877345085144, 'd_gan_rev': 1.386385440826416, 'd_tag': 5.186673164367676,
+         'd_total': 8.550525665283203, 'g_gan': 0.6588537693023682, 'g_gan_rev': 0.6878551244735718,
+         'g_tag': 4.788656234741211, 'g_tagger': 4.7765069007873535, 'g_tagger_features': 1.3741843700408936,
+         'g_total': 9.169161796569824, 'gp': 1.999995231628418, 'latent': 0.28990402817726135,
+         'recon': 0.4399788975715637},
+        {'align': 0.5100160837173462, 'cycle': 0.19569702446460724, 'cycle_rev': 0.20268619060516357,
+         'd_gan': 1.3875133991241455, 'd_gan_rev': 1.3863208293914795, 'd_tag': 5.1164045333862305,
+         'd_total': 8.488777160644531, 'g_gan': 0.664980947971344, 'g_gan_rev': 0.6925454139709473,
+         'g_tag': 4.741468906402588, 'g_tagger': 4.815432548522949, 'g_tagger_features': 1.0955407619476318,
+         'g_total': 8.856648445129395, 'gp': 1.9999878406524658, 'latent': 0.24815011024475098,
+         'recon': 0.3976917266845703},
+    ],
+    'recon_gan_one_way': [
+        {'cycle': 0.22484856843948364, 'd_gan': 1.387795090675354, 'd_tag': 5.287040710449219,
+         'd_total': 8.023877143859863, 'g_gan': 0.7348990440368652, 'g_tag': 4.64843225479126,
+         'g_total': 6.499261379241943, 'gp': 1.3449592324186674e-14, 'latent': 0.34084492921829224,
+         'recon': 0.40031081438064575},
+        {'cycle': 0.20247924327850342, 'd_gan': 1.3879680633544922, 'd_tag': 5.185229301452637,
+         'd_total': 7.920051574707031, 'g_gan': 0.7380051612854004, 'g_tag': 4.795460224151611,
+         'g_total': 6.599625110626221, 'latent': 0.29626452922821045, 'recon': 0.37302374839782715},
+        {'cycle': 0.1740390509366989, 'd_gan': 1.3882203102111816, 'd_tag': 5.126181125640869,
+         'd_total': 7.858285903930664, 'g_gan': 0.7421448826789856, 'g_tag': 4.855734348297119,
+         'g_total': 6.640491962432861, 'gp': 1.8189246495711048e-14, 'latent': 0.2809775471687317,
+         'recon': 0.3696420192718506},
+    ],
+}
+
+
+def golden_trainer(root: Path, tmp: Path, recipe: str) -> Trainer:
+    """A trainer for GOLDEN_RECIPES[recipe], with a small random frozen tagger."""
+    from twingan.checkpoint import save_pretrained
+    from twingan.tagger import Tagger, TaggerConfig
+
+    torch.manual_seed(123)
+    save_pretrained(Tagger(TaggerConfig(resolution=16, channels=(8, 16), feature_dim=8)), tmp / "tagger")
+    return make_trainer(root, tmp / "run", tagger=str(tmp / "tagger"), **GOLDEN_RECIPES[recipe])
+
+
+@pytest.mark.parametrize("recipe", sorted(GOLDEN_RECIPES))
+def test_step_losses_match_the_recorded_run(data_root, tmp_path, recipe):
+    trainer = golden_trainer(data_root, tmp_path, recipe)
+    for expected in GOLDEN[recipe]:
+        got = trainer.step()
+        assert got.keys() == expected.keys()
+        for k in got:  # a tolerance for other CPUs' float rounding; a changed term moves far more
+            assert got[k] == pytest.approx(expected[k], rel=1e-4, abs=1e-6), (recipe, k, got, expected)
 
 
 def test_stage_schedule():
@@ -261,6 +333,59 @@ def test_unreadable_image_is_skipped_and_counted(data_root, tmp_path):
     cfg = load_config(None, tiny_overrides(data_root, tmp_path / "r", source_dirs=[str(folder)]))
     source, _ = load_domains(cfg)
     assert len(source) == 16 and source.skipped == 2
+
+
+def test_decode_writes_into_one_tensor_and_closes_gaps(data_root, tmp_path):
+    """Images are decoded in place into the caller's uint8 tensor (no second copy); skipped rows close up."""
+    import shutil
+
+    from train.data import decode_images
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(data_root / "human", folder)
+    (folder / "001.png").write_bytes(b"not a png")
+    files = ["000.png", "001.png", "002.png", "003.png"]
+    one_by_one = [decode_images(data_root / "human", [f], 16, 0.5, workers=1)[0][0] for f in files]
+    out = torch.empty(len(files), 3, 16, 16, dtype=torch.uint8)
+    images, kept, skipped = decode_images(folder, files, 16, 0.5, workers=2, out=out)
+    assert kept == [0, 2, 3] and len(skipped) == 1 and skipped[0].startswith("001.png")
+    assert images.data_ptr() == out.data_ptr() and images.shape == (3, 3, 16, 16)
+    for row, i in enumerate(kept):
+        assert torch.equal(images[row], one_by_one[i])
+
+
+def test_domain_of_several_folders_keeps_labels_with_their_images(data_root, tmp_path):
+    """A domain's folders share one tensor; a skipped image in the first folder shifts the rest, labels too."""
+    import shutil
+
+    from train.data import load_folder, load_tagged
+
+    folder = tmp_path / "anime-untagged"
+    shutil.copytree(data_root / "human", folder)
+    (folder / "005.png").write_bytes(b"not a png")
+    cfg = load_config(None, tiny_overrides(data_root, tmp_path / "r", target_dirs=[str(folder)]))
+    _, target = load_domains(cfg, workers=2)
+    untagged = load_folder(folder, 16, DEFAULT_VOCAB, 0.5)
+    tagged = load_tagged(data_root / "anime" / "tags.csv", data_root / "anime" / "images", 16, DEFAULT_VOCAB)
+    assert len(target) == 15 + 16 and target.skipped == 1
+    assert torch.equal(target.images, torch.cat([untagged.images, tagged.images]))
+    assert (target.hair[:15] == -1).all() and torch.equal(target.hair[15:], tagged.hair)
+    assert torch.equal(target.binary_known, torch.arange(31) >= 15)
+
+
+def test_square_image_crop_top():
+    from PIL import Image
+
+    from train.data import square_image
+
+    tall = Image.new("RGB", (10, 30), "red")
+    tall.paste((0, 0, 255), (0, 10, 10, 30))  # red top third, blue below
+    assert square_image(tall, 5, crop_top=0.0).getpixel((2, 0)) == (255, 0, 0)
+    assert square_image(tall, 5, crop_top=1.0).getpixel((2, 0)) == (0, 0, 255)
+    wide = Image.new("RGB", (30, 10), "red")
+    wide.paste((0, 255, 0), (10, 0, 20, 10))  # the centre third is green
+    centre = square_image(wide, 5, crop_top=0.0)
+    assert centre.size == (5, 5) and all(centre.getpixel((x, 2)) == (0, 255, 0) for x in range(5))
 
 
 def test_two_process_gloo_matches_single_process(data_root, tmp_path):

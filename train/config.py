@@ -83,7 +83,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # torch.set_num_threads (0 = leave torch's default)
     channels_last: bool = False
-    compile: bool = False  # torch.compile the generator and discriminators
+    compile: bool = False  # torch.compile the encoder and generator (not the Ds: their penalty needs double backward)
     amp: bool = True  # bf16/fp16 autocast, CUDA only
     log_every: int = 50  # steps between TensorBoard scalars
     sample_every: int = 500  # steps between sample grids
@@ -280,6 +280,8 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | tuple[st
     return _fill(TrainConfig, values)
 
 
-def config_from_dict(values: dict) -> TrainConfig:
-    """Rebuild from a resolved `config.json` (as written into a run folder)."""
+def train_config_from_dict(values: dict) -> TrainConfig:
+    """Rebuild a TrainConfig from a resolved config (a run folder's `config.json`, a checkpoint's
+    "config"), checked like a config file. Model architectures alone load through
+    `twingan.checkpoint.config_from_dict`."""
     return _fill(TrainConfig, dict(values))

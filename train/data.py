@@ -2,7 +2,10 @@
 
 Images are decoded once (in threads) at the model's full resolution; lower progressive stages
 average-pool them. On a CPU, decoding JPEGs every epoch would cost more than the small GAN steps.
-Unreadable images are skipped and counted, never dropped silently.
+Each domain's images are decoded straight into one preallocated uint8 tensor, so they exist once
+in memory (paper-256: ~6.8 GB), never as a list plus a stacked copy. Unreadable images are
+skipped and counted, never dropped silently. The tagger training (`train/tags_data.py`) decodes
+through the same `decode_images`, so the tagger sees images resized as the GAN's are.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from twingan.faces import IMAGE_SUFFIXES
+from twingan.images import IMAGE_SUFFIXES, square_crop
 from twingan.vocab import TagVocab
 
 log = logging.getLogger(__name__)
@@ -49,121 +52,187 @@ def list_images(folder: Path) -> list[str]:
     return files
 
 
-def square_box(width: int, height: int, crop_top: float) -> tuple[int, int, int, int]:
-    """The largest square in a (width, height) image: centred across, `crop_top` of the slack from the top."""
-    s = min(width, height)
-    left = (width - s) // 2
-    top = round((height - s) * crop_top) if height > width else 0
-    return left, top, left + s, top + s
+def square_image(image, size: int, crop_top: float = 0.5):
+    """The largest square of a PIL image, resized to size x size (bicubic).
+
+    A portrait image's square starts `crop_top` of the spare height from the top (0 top, 0.5
+    centred), so faces in tall photos can keep their chin; a landscape image's is centred by
+    `twingan.images.square_crop`. The filter stays bicubic, not square_crop's Lanczos: every GAN
+    run so far was trained on bicubic images, and the app's face crops are bicubic too.
+    """
+    from PIL import Image
+
+    width, height = image.size
+    if height > width:
+        top = round((height - width) * crop_top)
+        image = image.crop((0, top, width, top + width))
+    image = square_crop(image, min(image.size))  # crops only: the size asked for is its own
+    return image.resize((size, size), Image.Resampling.BICUBIC)
 
 
-def _decode(path: Path, resolution: int, crop_top: float):
+def _decode_into(out: torch.Tensor, path: Path, resolution: int, crop_top: float) -> str | None:
+    """Decode one image into `out` (3, R, R) uint8; returns why it could not be read, or None."""
+    import numpy as np
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            im.draft("RGB", (resolution, resolution))
-            im = im.convert("RGB")
-            im = im.crop(square_box(*im.size, crop_top)).resize((resolution, resolution), Image.BICUBIC)
-            return torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(
-                resolution, resolution, 3).permute(2, 0, 1).clone()
+            im.draft("RGB", (resolution, resolution))  # JPEG: decode at a reduced scale, much faster
+            im = square_image(im.convert("RGB"), resolution, crop_top)
     except (OSError, ValueError, SyntaxError) as err:  # PIL raises these for truncated or non-image files
         return f"{path.name}: {type(err).__name__}: {err}"
+    out.copy_(torch.from_numpy(np.array(im)).permute(2, 0, 1))  # (R, R, 3) -> (3, R, R)
+    return None
 
 
-def decode_images(folder: Path, files: list[str], resolution: int, crop_top: float = 0.5,
-                  workers: int = 4) -> tuple[torch.Tensor, list[int], list[str]]:
-    """Decode `files` to (N, 3, R, R) uint8; returns (images, kept indices, skip messages)."""
+def decode_images(folder: Path, files: list[str], resolution: int, crop_top: float = 0.5, workers: int = 4,
+                  out: torch.Tensor | None = None, progress: bool = False) -> tuple[torch.Tensor, list[int], list[str]]:
+    """Decode `files` to (N, 3, R, R) uint8; returns (images, kept indices, skip messages).
+
+    The images are written into `out` (len(files) rows; allocated when None) and the rows of
+    skipped files are closed up in place, so the result is a view of `out`'s first rows.
+    """
+    from tqdm import tqdm
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"image folder not found: {folder}")
+    if out is None:
+        out = torch.empty(len(files), 3, resolution, resolution, dtype=torch.uint8)
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        results = list(pool.map(lambda f: _decode(folder / f, resolution, crop_top), files))
-    kept = [i for i, r in enumerate(results) if isinstance(r, torch.Tensor)]
-    skipped = [r for r in results if isinstance(r, str)]
+        errors = list(tqdm(pool.map(lambda i: _decode_into(out[i], folder / files[i], resolution, crop_top),
+                                    range(len(files))),
+                           total=len(files), desc=f"decode {folder.name}", unit="img", disable=not progress))
+    kept = [i for i, e in enumerate(errors) if e is None]
+    skipped = [e for e in errors if e is not None]
     if skipped:
         log.warning("skipped %d unreadable image(s) in %s, e.g. %s", len(skipped), folder, skipped[0])
     if not kept:
-        raise DataError(f"none of the {len(files)} images in {folder} could be read; first error: {skipped[0]}")
-    return torch.stack([results[i] for i in kept]), kept, skipped
+        raise DataError(f"none of the {len(files)} images in {folder} could be read"
+                        + (f"; first error: {skipped[0]}" if skipped else ""))
+    for row, i in enumerate(kept):  # close the gaps left by skipped files (rows only move up)
+        if row != i:
+            out[row] = out[i]
+    return out[:len(kept)], kept, skipped
 
 
-def _untagged(images: torch.Tensor, vocab: TagVocab, skipped: int) -> DomainData:
-    n = images.shape[0]
-    return DomainData(images, torch.zeros(n, vocab.dim), torch.full((n,), -1), torch.full((n,), -1),
-                      torch.zeros(n, dtype=torch.bool), skipped)
+# ---------------------------------------------------------------- the two domains
+
+@dataclass
+class _Listing:
+    """Image files of one folder that a domain will hold, with one label row per file."""
+
+    folder: Path
+    files: list[str]
+    crop_top: float
+    tags: torch.Tensor  # (n, TAG_DIM)
+    hair: torch.Tensor  # (n,)
+    eye: torch.Tensor  # (n,)
+    binary_known: torch.Tensor  # (n,) bool
 
 
-def concat(parts: list[DomainData]) -> DomainData:
-    return DomainData(*(torch.cat([getattr(p, k) for p in parts]) for k in
-                        ("images", "tags", "hair", "eye", "binary_known")), sum(p.skipped for p in parts))
+def _unlabelled(folder: Path, files: list[str], crop_top: float, vocab: TagVocab) -> _Listing:
+    n = len(files)
+    return _Listing(folder, files, crop_top, torch.zeros(n, vocab.dim), torch.full((n,), -1), torch.full((n,), -1),
+                    torch.zeros(n, dtype=torch.bool))
 
 
-def load_folder(folder: Path, resolution: int, vocab: TagVocab, crop_top: float, limit: int = 0,
-                workers: int = 4) -> DomainData:
+def _list_folder(folder: Path, vocab: TagVocab, crop_top: float, limit: int = 0) -> _Listing:
     files = list_images(folder)
-    files = files[:limit] if limit else files
-    images, _, skipped = decode_images(folder, files, resolution, crop_top, workers)
-    return _untagged(images, vocab, len(skipped))
+    return _unlabelled(folder, files[:limit] if limit else files, crop_top, vocab)
 
 
-def load_tagged(csv_path: Path, image_dir: Path, resolution: int, vocab: TagVocab, split: str = "train",
-                limit: int = 0, workers: int = 4) -> DomainData:
-    """Images listed in a tags CSV (anime_tags format) with their tag vectors."""
-    from train.tags_data import read_tags_csv
+def _list_tagged(csv_path: Path, image_dir: Path, vocab: TagVocab, split: str, limit: int = 0) -> _Listing:
+    from train.tags_data import read_tags_csv, tag_tensors
 
     rows = read_tags_csv(csv_path, vocab, split)
     files = sorted(rows)
     files = files[:limit] if limit else files
     if not image_dir.is_dir():
         raise DataError(f"image folder not found: {image_dir} (named by {csv_path})")
-    images, kept, skipped = decode_images(image_dir, files, resolution, 0.5, workers)
-    files = [files[i] for i in kept]
-    tags = torch.tensor([rows[f].vector for f in files], dtype=torch.float32)
-    hair_known = torch.tensor([rows[f].hair_known for f in files])
-    eye_known = torch.tensor([rows[f].eye_known for f in files])
-    hair = torch.where(hair_known, tags[:, vocab.hair_slice].argmax(1), -1)
-    eye = torch.where(eye_known, tags[:, vocab.eye_slice].argmax(1), -1)
-    return DomainData(images, tags, hair, eye, torch.ones(len(files), dtype=torch.bool), len(skipped))
+    tags, hair, eye = tag_tensors(rows, files, vocab)
+    return _Listing(image_dir, files, 0.5, tags, hair, eye, torch.ones(len(files), dtype=torch.bool))
+
+
+def _list_attributes(csv_path: Path, image_dir: Path, vocab: TagVocab, crop_top: float, limit: int = 0) -> _Listing:
+    from train.tags_data import HUMAN_HAIR_CLASSES, celeba_split, read_celeba_hair
+
+    labels = read_celeba_hair(csv_path)
+    files = [f for f in list_images(image_dir) if celeba_split(f) == "train"]
+    listing = _unlabelled(image_dir, files[:limit] if limit else files, crop_top, vocab)
+    for j, f in enumerate(listing.files):
+        if f in labels:
+            h = vocab.hair_index(HUMAN_HAIR_CLASSES[labels[f]])
+            listing.hair[j] = h
+            listing.tags[j, vocab.hair_slice.start + h] = 1.0
+    return listing
+
+
+def _load(listings: list[_Listing], resolution: int, workers: int) -> DomainData:
+    """Decode every listing into one uint8 tensor (the domain's only copy) and keep the labels of kept files."""
+    images = torch.empty(sum(len(x.files) for x in listings), 3, resolution, resolution, dtype=torch.uint8)
+    start, kept_rows, skipped = 0, [], 0
+    for x in listings:
+        _, kept, errors = decode_images(x.folder, x.files, resolution, x.crop_top, workers,
+                                        out=images[start:start + len(x.files)])
+        start += len(kept)  # the next folder overwrites the rows its skipped files left
+        kept_rows.append(torch.tensor(kept, dtype=torch.long))
+        skipped += len(errors)
+
+    def labels(field: str) -> torch.Tensor:
+        return torch.cat([getattr(x, field)[k] for x, k in zip(listings, kept_rows)])
+
+    return DomainData(images[:start], labels("tags"), labels("hair"), labels("eye"), labels("binary_known"), skipped)
+
+
+def concat(parts: list[DomainData]) -> DomainData:
+    """Several DomainData as one (a copy: load_domains avoids it by decoding into one tensor)."""
+    return DomainData(*(torch.cat([getattr(p, k) for p in parts]) for k in
+                        ("images", "tags", "hair", "eye", "binary_known")), sum(p.skipped for p in parts))
+
+
+def load_folder(folder: Path, resolution: int, vocab: TagVocab, crop_top: float, limit: int = 0,
+                workers: int = 4) -> DomainData:
+    """The images of one folder, untagged."""
+    return _load([_list_folder(folder, vocab, crop_top, limit)], resolution, workers)
+
+
+def load_tagged(csv_path: Path, image_dir: Path, resolution: int, vocab: TagVocab, split: str = "train",
+                limit: int = 0, workers: int = 4) -> DomainData:
+    """Images listed in a tags CSV (anime_tags format) with their tag vectors."""
+    return _load([_list_tagged(csv_path, image_dir, vocab, split, limit)], resolution, workers)
 
 
 def load_attributes(csv_path: Path, image_dir: Path, resolution: int, vocab: TagVocab, crop_top: float,
                     limit: int = 0, workers: int = 4) -> DomainData:
     """CelebA-style faces (train split) with a hair colour where exactly one hair attribute is set."""
-    from train.tags_data import HUMAN_HAIR_CLASSES, celeba_split, read_celeba_hair
-
-    labels = read_celeba_hair(csv_path)
-    files = [f for f in list_images(image_dir) if celeba_split(f) == "train"]
-    files = files[:limit] if limit else files
-    images, kept, skipped = decode_images(image_dir, files, resolution, crop_top, workers)
-    data = _untagged(images, vocab, len(skipped))
-    for j, i in enumerate(kept):
-        if files[i] in labels:
-            h = vocab.hair_index(HUMAN_HAIR_CLASSES[labels[files[i]]])
-            data.hair[j] = h
-            data.tags[j, vocab.hair_slice.start + h] = 1.0
-    return data
+    return _load([_list_attributes(csv_path, image_dir, vocab, crop_top, limit)], resolution, workers)
 
 
 def load_domains(cfg, workers: int = 4, device: str | torch.device = "cpu") -> tuple[DomainData, DomainData]:
-    """(source, target) data for a TrainConfig.
+    """(source, target) data for a TrainConfig; each domain's images are one uint8 tensor.
 
     With `cfg.pack` the images come from the pack, decoded once straight onto `device` (a GPU then
     does no per-step host-to-device copy of images); otherwise from the folders, held on the CPU.
     """
-    res, vocab, lim = cfg.model.resolution, cfg.model.vocab, cfg.limit_per_folder
+    vocab, lim = cfg.model.vocab, cfg.limit_per_folder
     if cfg.pack:
         from train.config import REPO_ROOT
         from train.pack import load_pack
 
         path = Path(cfg.pack) if Path(cfg.pack).is_absolute() else REPO_ROOT / cfg.pack
-        return load_pack(path, vocab, res, device)
-    source = [load_folder(cfg.resolve(d), res, vocab, cfg.source_crop_top, lim, workers) for d in cfg.source_dirs]
+        return load_pack(path, vocab, cfg.model.resolution, device)
+    source = [_list_folder(cfg.resolve(d), vocab, cfg.source_crop_top, lim) for d in cfg.source_dirs]
     if cfg.source_attributes_images:
-        source.append(load_attributes(cfg.resolve(cfg.source_attributes_csv), cfg.resolve(cfg.source_attributes_images),
-                                      res, vocab, cfg.source_crop_top, cfg.source_attributes_limit or lim, workers))
-    target = [load_folder(cfg.resolve(d), res, vocab, 0.5, lim, workers) for d in cfg.target_dirs]
+        source.append(_list_attributes(cfg.resolve(cfg.source_attributes_csv),
+                                       cfg.resolve(cfg.source_attributes_images), vocab, cfg.source_crop_top,
+                                       cfg.source_attributes_limit or lim))
+    target = [_list_folder(cfg.resolve(d), vocab, 0.5, lim) for d in cfg.target_dirs]
     if cfg.target_tags_csv:
-        target.append(load_tagged(cfg.resolve(cfg.target_tags_csv), cfg.resolve(cfg.target_tags_images),
-                                  res, vocab, "train", lim, workers))
-    return concat(source), concat(target)
+        target.append(_list_tagged(cfg.resolve(cfg.target_tags_csv), cfg.resolve(cfg.target_tags_images),
+                                   vocab, "train", lim))
+    res = cfg.model.resolution
+    return _load(source, res, workers), _load(target, res, workers)
 
 
 class EpochSampler:

@@ -235,7 +235,7 @@ def _used(out: Path) -> tuple[int, int]:
 
 
 def cmd_collect(args) -> dict:
-    from train.config import config_from_dict
+    from train.config import train_config_from_dict
 
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -268,7 +268,7 @@ def cmd_collect(args) -> dict:
     # 2. FLOPs per image at the last stage, against the matmul peak measured in this call
     cfg = None
     if (run / "config.json").is_file():
-        cfg = config_from_dict(json.loads((run / "config.json").read_text()))
+        cfg = train_config_from_dict(json.loads((run / "config.json").read_text()))
     stages = summary.get("stages") or {}
     if cfg is not None and stages and not args.no_flops:
         # The last stage trained (the final resolution unless the budget ended earlier) is the steady state.

@@ -1,7 +1,12 @@
 """The TwinGAN training engine: one `Trainer` holding models, optimisers, EMA, samplers and RNGs.
 
-The loop is built from small pure helpers (`stage_at`, `accumulate`, `requires_grad`, the losses in
-`train/losses.py`). Distributed training averages gradients with one all-reduce per optimiser step,
+`Trainer.step` draws a global batch, runs the generator once, updates the discriminators on
+`Trainer.discriminator_loss`, then the generator on `Trainer.generator_loss` against the updated
+discriminators, then the EMA. Each loss is one line per term with its weight from the config,
+built from the loss functions in `train/losses.py`; the step around them uses this module's small
+helpers (`requires_grad`, `accumulate`, `ema_beta`, `fade_real`, `gan_on_reconstructions`, ...)
+and the schedule is `stage_at`. Exporting (`export_model`, `calibrate_batch_norm`) lives in
+`train/export.py`. Distributed training averages gradients with one all-reduce per optimiser step,
 as stylegan3's training loop does: the generator is used through `encode`/`decode` and the
 discriminator loss includes a double-backward penalty, both of which `DistributedDataParallel`'s
 forward hooks do not support; with equal per-rank batches the result is the same gradient mean.
@@ -22,7 +27,7 @@ from torch import nn
 from train import losses
 from train.config import REPO_ROOT, TrainConfig
 from train.data import DomainData, EpochSampler, batch_images
-from twingan.checkpoint import save_pretrained
+from train.export import calibrate_batch_norm, export_model
 from twingan.config import TwinGANConfig
 from twingan.model import Discriminator, TwinGAN
 
@@ -102,48 +107,19 @@ def fade_real(x: torch.Tensor, alpha: float) -> torch.Tensor:
     return torch.lerp(low, x, alpha)
 
 
-def stage_config(config: TwinGANConfig, resolution: int) -> TwinGANConfig:
-    """The architecture truncated to `resolution` (for exports made mid-growing)."""
-    skips = tuple(r for r in config.skip_resolutions if r <= resolution)
-    if config.skip_resolutions and not skips:
-        raise ValueError(f"no skip resolution <= {resolution} in {config.skip_resolutions}")
-    return dataclasses.replace(config, resolution=resolution, skip_resolutions=skips)
+def gan_on_reconstructions(cfg: TrainConfig, resolution: int | None = None) -> bool:
+    """Whether the recipe has the GAN loss on reconstructions at all (resolution None), or at this stage."""
+    on = bool(cfg.gan_recon_from and cfg.w_gan_recon)
+    return on if resolution is None else on and resolution >= cfg.gan_recon_from
 
 
-def export_model(model: TwinGAN, folder: Path, resolution: int | None = None,
-                 dtype: torch.dtype | None = torch.float16) -> Path:
-    """Write the inference format (config.json + model.safetensors), truncated to `resolution`."""
-    resolution = resolution or model.config.resolution
-    small = TwinGAN(stage_config(model.config, resolution))
-    state = model.state_dict()
-    small.load_state_dict({k: state[k] for k in small.state_dict()}, strict=True)
-    return save_pretrained(small, folder, dtype=dtype)
-
-
-@torch.no_grad()
-def calibrate_batch_norm(model: TwinGAN, passes: list[tuple[torch.Tensor, str, str, torch.Tensor | None]]) -> TwinGAN:
-    """A copy of `model` whose batch-norm statistics are re-measured on `passes`, in order.
-
-    Each pass is (images (N, 3, R, R) in [0, 1], source, target, tags or None), run once in train mode
-    with momentum 1, so the statistics become exactly that batch's. Statistics are kept per domain
-    (encoder: the source's slot, generator: the target's), so later passes overwrite only the slots
-    they use: put the path that matters most (source -> target translation) last. Training
-    normalises each decode by its own batch, while the running statistics average all decodes into
-    a domain; eval mode needs the statistics of the path it runs. A no-op copy for instance norm.
-    """
-    out = copy.deepcopy(model)
-    norms = [m for m in out.modules() if getattr(m, "kind", None) == "batch"]
-    if not norms:
-        return out.eval()
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.momentum = 1.0
-    out.train()
-    for images, source, target, tags in passes:
-        out(images, source, target, tags)
-    for m, mom in zip(norms, saved):
-        m.momentum = mom
-    return out.eval()
+# The discriminators' side of the GAN on reconstructions, as every run so far had it (cfg.w_gan_recon
+# weights the generator's side only). The target D takes target reconstructions as extra fakes, at
+# full weight (its real term is d_gan's); the source D gets a second logistic loss on (real source
+# images, source reconstructions) at half weight, so with `reverse` its real term counts 1.5 times.
+# Why the two sides differ is not recorded; changing it would change the recipe.
+D_RECON_TARGET_WEIGHT = 1.0
+D_RECON_SOURCE_WEIGHT = 0.5
 
 
 def grad_allreduce(params: list[nn.Parameter], world: int) -> None:
@@ -191,7 +167,7 @@ class Trainer:
         d_config = discriminator_config(cfg)
         self.d_target = Discriminator(d_config).to(self.device)
         self.d_source = Discriminator(dataclasses.replace(d_config, tag_head=False)).to(self.device) \
-            if cfg.reverse or (cfg.gan_recon_from and cfg.w_gan_recon) else None
+            if cfg.reverse or gan_on_reconstructions(cfg) else None
         self.ema = copy.deepcopy(self.model).eval()
         requires_grad(self.ema, False)
         if cfg.channels_last:
@@ -294,20 +270,130 @@ class Trainer:
             batch["xt"] = batch["xt"].contiguous(memory_format=torch.channels_last)
         return batch
 
-    def _g_forward(self, b: dict) -> dict:
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast)
+
+    def _discriminators(self) -> list[Discriminator]:
+        return [d for d in (self.d_target, self.d_source) if d is not None]
+
+    def _g_forward(self, batch: dict) -> dict:
+        """The generator's passes of a step. Keys: z* latents, s* skips, rec_* reconstructions, fake_*
+        translations; *_s / *_t the source / target domain (fake_t: source -> target)."""
         m, src, tgt = self.model, self.src_name, self.tgt_name
-        zs, ss = m.encode(b["xs"], src)
-        zt, st = m.encode(b["xt"], tgt)
+        zs, ss = m.encode(batch["xs"], src)
+        zt, st = m.encode(batch["xt"], tgt)
         out = dict(zs=zs, zt=zt, ss=ss, st=st,
-                   rec_s=m.decode(zs, ss, src, b["src_tags"]),
-                   rec_t=m.decode(zt, st, tgt, b["tgt_tags"]),
-                   fake_t=m.decode(zs, ss, tgt, b["fake_tags"]))
+                   rec_s=m.decode(zs, ss, src, batch["src_tags"]),
+                   rec_t=m.decode(zt, st, tgt, batch["tgt_tags"]),
+                   fake_t=m.decode(zs, ss, tgt, batch["fake_tags"]))
         if self.cfg.reverse:
             out["fake_s"] = m.decode(zt, st, src, None)
         return out
 
+    def gradient_penalty(self, batch: dict, alpha: float) -> torch.Tensor:
+        """cfg.gp ("dragan" or "r1") of the target D, plus the source D's when translating back."""
+        pairs = [(self.d_target, batch["xt"])] + ([(self.d_source, batch["xs"])] if self.cfg.reverse else [])
+        return sum(losses.dragan_penalty(d, real, self.rng, alpha) if self.cfg.gp == "dragan"
+                   else losses.r1_penalty(d, real, alpha) for d, real in pairs)
+
+    def discriminator_loss(self, batch: dict, gen: dict, alpha: float,
+                           recon_gan: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The discriminators' loss on real images and the generator's detached outputs; (loss, logged terms)."""
+        cfg, d_t, d_s = self.cfg, self.d_target, self.d_source
+        logs = {}
+        with self._autocast():
+            real_t, real_tags = d_t(batch["xt"], alpha)  # (B,), (B, TAG_DIM) or None
+            fake_t, _ = d_t(gen["fake_t"].detach(), alpha)
+            # One score of the real source images serves the source D's translation and reconstruction terms.
+            real_s = d_s(batch["xs"], alpha)[0] if cfg.reverse or recon_gan else None
+            logs["d_gan"] = d_gan = losses.d_logistic(real_t, fake_t)
+            loss = d_gan  # D's GAN terms weigh 1: cfg.w_gan scales the generator's side
+            if real_tags is not None and cfg.w_tag_d:
+                logs["d_tag"] = d_tag = losses.tag_loss(real_tags.float(), batch["tgt_hair"], batch["tgt_eye"],
+                                                        batch["tgt_tags"], batch["tgt_binary_known"], self.vocab)
+                loss = loss + cfg.w_tag_d * d_tag
+            if cfg.reverse:
+                logs["d_gan_rev"] = d_rev = losses.d_logistic(real_s, d_s(gen["fake_s"].detach(), alpha)[0])
+                loss = loss + d_rev
+            if recon_gan:
+                rec_t = d_t(gen["rec_t"].detach(), alpha)[0]
+                rec_s = d_s(gen["rec_s"].detach(), alpha)[0]
+                loss = loss + D_RECON_TARGET_WEIGHT * F.softplus(rec_t).mean()
+                loss = loss + D_RECON_SOURCE_WEIGHT * losses.d_logistic(real_s, rec_s)
+        if cfg.gp != "none" and cfg.gp_weight > 0 and self.step_count % cfg.gp_every == 0:
+            logs["gp"] = gp = self.gradient_penalty(batch, alpha)
+            loss = loss + cfg.gp_weight * cfg.gp_every * gp  # lazy: every gp_every steps, scaled up to match
+        return loss, logs
+
+    def generator_loss(self, batch: dict, gen: dict, alpha: float,
+                       recon_gan: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The generator's loss against the (frozen) discriminators; (loss, logged terms)."""
+        cfg, m, d_t, d_s = self.cfg, self.model, self.d_target, self.d_source
+        src, tgt = self.src_name, self.tgt_name
+        logs = {}
+        with self._autocast():
+            logs["recon"] = recon = ((gen["rec_s"] - batch["xs"]).abs().mean()
+                                     + (gen["rec_t"] - batch["xt"]).abs().mean())
+            fake_score, fake_tags = d_t(gen["fake_t"], alpha)
+            logs["g_gan"] = g_gan = losses.g_nonsaturating(fake_score)
+            z_fake, s_fake = m.encode(gen["fake_t"], tgt)  # the translation, encoded back
+            logs["latent"] = latent = (z_fake - gen["zs"]).abs().mean()
+            loss = cfg.w_recon * recon
+            loss = loss + cfg.w_gan * g_gan
+            loss = loss + cfg.w_latent * latent
+            if cfg.w_align:
+                # Human encodings must land where the anime-norm generator expects its inputs, at every
+                # level it reads: otherwise it draws a fixed pattern for out-of-distribution features.
+                logs["align"] = align = losses.feature_alignment(read_levels(gen["zs"], gen["ss"], cfg.model),
+                                                                 read_levels(gen["zt"], gen["st"], cfg.model))
+                loss = loss + cfg.w_align * align
+            if cfg.w_cycle:
+                # Back through the image: the translation must carry the input's content, which the
+                # latent term alone does not force once the latent has collapsed.
+                logs["cycle"] = cycle = (m.decode(z_fake, s_fake, src, batch["src_tags"]) - batch["xs"]).abs().mean()
+                loss = loss + cfg.w_cycle * cycle
+            if fake_tags is not None and cfg.w_tag_d:
+                logs["g_tag"] = g_tag = losses.tag_loss(
+                    fake_tags.float(), batch["fake_hair"], batch["fake_eye"], batch["fake_tags"],
+                    torch.zeros_like(batch["fake_hair"], dtype=torch.bool), self.vocab)
+                loss = loss + cfg.w_tag_d * g_tag
+            if self.tagger is not None and (cfg.w_tagger or cfg.w_tagger_features):
+                read = self.tagger(gen["fake_t"].float().clamp(0, 1))
+                if cfg.w_tagger:
+                    logs["g_tagger"] = g_tagger = F.cross_entropy(read["hair_logits"], batch["fake_hair"]) + \
+                        F.cross_entropy(read["eye_logits"], batch["fake_eye"])
+                    loss = loss + cfg.w_tagger * g_tagger
+                if cfg.w_tagger_features:
+                    with torch.no_grad():
+                        real_features = self.tagger.features(batch["xt"].float())
+                    logs["g_tagger_features"] = g_feat = losses.feature_moments(read["features"].float(),
+                                                                                real_features)
+                    loss = loss + cfg.w_tagger_features * g_feat
+            if cfg.reverse:
+                logs["g_gan_rev"] = g_rev = losses.g_nonsaturating(d_s(gen["fake_s"], alpha)[0])
+                z_rev, s_rev = m.encode(gen["fake_s"], src)
+                latent_rev = (z_rev - gen["zt"]).abs().mean()
+                loss = loss + cfg.w_gan * g_rev
+                loss = loss + cfg.w_latent * latent_rev
+                if cfg.w_cycle:
+                    logs["cycle_rev"] = cycle_rev = (m.decode(z_rev, s_rev, tgt, batch["tgt_tags"])
+                                                     - batch["xt"]).abs().mean()
+                    loss = loss + cfg.w_cycle * cycle_rev
+            if recon_gan:
+                g_gan_recon = (losses.g_nonsaturating(d_t(gen["rec_t"], alpha)[0])
+                               + losses.g_nonsaturating(d_s(gen["rec_s"], alpha)[0])) / 2  # mean of the domains
+                loss = loss + cfg.w_gan_recon * g_gan_recon
+        return loss, logs
+
+    def _update(self, optimiser: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter]) -> None:
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_allreduce(params, self.world)
+        optimiser.step()
+
     def step(self) -> dict[str, float]:
-        """One training step on the next global batch; returns the losses (averaged over ranks)."""
+        """One training step on the next global batch: a D update, a G update against the updated D, the
+        EMA. Returns the losses (averaged over ranks)."""
         cfg = self.cfg
         res, alpha = self.stage
         self.model.set_stage(res, alpha)
@@ -317,130 +403,32 @@ class Trainer:
         self.rng.manual_seed(cfg.seed * 1_000_003 + self.step_count)
         if global_batch % self.world:
             raise ValueError(f"batch {global_batch} at {res} px does not split over {self.world} processes")
-        b = self._batch(res, alpha, global_batch)
-        logs: dict[str, torch.Tensor] = {}
+        batch = self._batch(res, alpha, global_batch)
+        recon_gan = gan_on_reconstructions(cfg, res)
         self.model.train()
-        amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast)
+        with self._autocast():
+            gen = self._g_forward(batch)
 
-        with amp:
-            g = self._g_forward(b)
+        requires_grad(self.model, False)  # D update on the detached generator outputs
+        for d in self._discriminators():
+            requires_grad(d, True)
+        d_loss, d_logs = self.discriminator_loss(batch, gen, alpha, recon_gan)
+        self._update(self.opt_d, d_loss, self.d_params)
 
-        # ---- discriminator update on detached fakes
-        requires_grad(self.model, False)
-        for d in (self.d_target, self.d_source):
-            if d is not None:
-                requires_grad(d, True)
-        with amp:
-            real_score, real_tags = self.d_target(b["xt"], alpha)
-            fake_score, _ = self.d_target(g["fake_t"].detach(), alpha)
-            d_loss = d_gan = losses.d_logistic(real_score, fake_score)
-            if real_tags is not None and cfg.w_tag_d:
-                d_tag = losses.tag_loss(real_tags.float(), b["tgt_hair"], b["tgt_eye"], b["tgt_tags"],
-                                        b["tgt_binary_known"], self.vocab)
-                d_loss = d_loss + cfg.w_tag_d * d_tag
-                logs["d_tag"] = d_tag.detach()
-            if cfg.reverse:
-                rs, _ = self.d_source(b["xs"], alpha)
-                fs, _ = self.d_source(g["fake_s"].detach(), alpha)
-                d_rev = losses.d_logistic(rs, fs)
-                d_loss = d_loss + d_rev
-                logs["d_gan_rev"] = d_rev.detach()
-            if cfg.gan_recon_from and cfg.w_gan_recon and res >= cfg.gan_recon_from:
-                fr, _ = self.d_target(g["rec_t"].detach(), alpha)
-                d_loss = d_loss + F.softplus(fr).mean()
-                fs2, _ = self.d_source(g["rec_s"].detach(), alpha)
-                rs2, _ = self.d_source(b["xs"], alpha)
-                d_loss = d_loss + losses.d_logistic(rs2, fs2) * 0.5
-        if cfg.gp != "none" and cfg.gp_weight > 0 and self.step_count % cfg.gp_every == 0:
-            pens = []
-            for d, real in ((self.d_target, b["xt"]), (self.d_source if cfg.reverse else None, b["xs"])):
-                if d is None:
-                    continue
-                pens.append(losses.dragan_penalty(d, real, self.rng, alpha) if cfg.gp == "dragan"
-                            else losses.r1_penalty(d, real, alpha))
-            gp = sum(pens)
-            d_loss = d_loss + cfg.gp_weight * cfg.gp_every * gp
-            logs["gp"] = gp.detach()
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        grad_allreduce(self.d_params, self.world)
-        self.opt_d.step()
-        logs["d_gan"] = d_gan.detach()
-
-        # ---- generator update against the updated discriminator (frozen)
-        requires_grad(self.model, True)
-        for d in (self.d_target, self.d_source):
-            if d is not None:
-                requires_grad(d, False)
-        with amp:
-            rec = (g["rec_s"] - b["xs"]).abs().mean() + (g["rec_t"] - b["xt"]).abs().mean()
-            fake_score, fake_tags = self.d_target(g["fake_t"], alpha)
-            g_gan = losses.g_nonsaturating(fake_score)
-            z_fake, s_fake = self.model.encode(g["fake_t"], self.tgt_name)
-            latent = (z_fake - g["zs"]).abs().mean()
-            g_loss = cfg.w_recon * rec + cfg.w_gan * g_gan + cfg.w_latent * latent
-            if cfg.w_align:
-                # Human encodings must land where the anime-norm generator expects its inputs, at every
-                # level it reads: otherwise it draws a fixed pattern for out-of-distribution features.
-                align = losses.feature_alignment(read_levels(g["zs"], g["ss"], cfg.model),
-                                                 read_levels(g["zt"], g["st"], cfg.model))
-                g_loss = g_loss + cfg.w_align * align
-                logs["align"] = align.detach()
-            if cfg.w_cycle:
-                # Back through the image: the translation must carry the input's content, which the
-                # latent term alone does not force once the latent has collapsed.
-                back = self.model.decode(z_fake, s_fake, self.src_name, b["src_tags"])
-                cycle = (back - b["xs"]).abs().mean()
-                g_loss = g_loss + cfg.w_cycle * cycle
-                logs["cycle"] = cycle.detach()
-            if fake_tags is not None and cfg.w_tag_d:
-                g_tag = losses.tag_loss(fake_tags.float(), b["fake_hair"], b["fake_eye"], b["fake_tags"],
-                                        torch.zeros_like(b["fake_hair"], dtype=torch.bool), self.vocab)
-                g_loss = g_loss + cfg.w_tag_d * g_tag
-                logs["g_tag"] = g_tag.detach()
-            if self.tagger is not None and (cfg.w_tagger or cfg.w_tagger_features):
-                t = self.tagger(g["fake_t"].float().clamp(0, 1))
-                if cfg.w_tagger:
-                    g_tagger = F.cross_entropy(t["hair_logits"], b["fake_hair"]) + \
-                        F.cross_entropy(t["eye_logits"], b["fake_eye"])
-                    g_loss = g_loss + cfg.w_tagger * g_tagger
-                    logs["g_tagger"] = g_tagger.detach()
-                if cfg.w_tagger_features:
-                    with torch.no_grad():
-                        real_features = self.tagger.features(b["xt"].float())
-                    g_feat = losses.feature_moments(t["features"].float(), real_features)
-                    g_loss = g_loss + cfg.w_tagger_features * g_feat
-                    logs["g_tagger_features"] = g_feat.detach()
-            if cfg.reverse:
-                fs, _ = self.d_source(g["fake_s"], alpha)
-                z_rev, s_rev = self.model.encode(g["fake_s"], self.src_name)
-                g_rev = losses.g_nonsaturating(fs)
-                g_loss = g_loss + cfg.w_gan * g_rev + cfg.w_latent * (z_rev - g["zt"]).abs().mean()
-                if cfg.w_cycle:
-                    back = self.model.decode(z_rev, s_rev, self.tgt_name, b["tgt_tags"])
-                    cycle_rev = (back - b["xt"]).abs().mean()
-                    g_loss = g_loss + cfg.w_cycle * cycle_rev
-                    logs["cycle_rev"] = cycle_rev.detach()
-                logs["g_gan_rev"] = g_rev.detach()
-            if cfg.gan_recon_from and cfg.w_gan_recon and res >= cfg.gan_recon_from:
-                g_loss = g_loss + cfg.w_gan_recon * 0.5 * (
-                    losses.g_nonsaturating(self.d_target(g["rec_t"], alpha)[0])
-                    + losses.g_nonsaturating(self.d_source(g["rec_s"], alpha)[0]))
-        self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        grad_allreduce(list(self.model.parameters()), self.world)
-        self.opt_g.step()
-        for d in (self.d_target, self.d_source):
-            if d is not None:
-                requires_grad(d, True)
+        requires_grad(self.model, True)  # G update against the updated, frozen discriminators
+        for d in self._discriminators():
+            requires_grad(d, False)
+        g_loss, g_logs = self.generator_loss(batch, gen, alpha, recon_gan)
+        self._update(self.opt_g, g_loss, list(self.model.parameters()))
+        for d in self._discriminators():
+            requires_grad(d, True)
 
         self.step_count += 1
         self.images_seen += global_batch
         accumulate(self.ema, self.model,
                    ema_beta(global_batch, self.images_seen, cfg.ema_half_life_images, cfg.ema_rampup))
-        logs.update(recon=rec.detach(), g_gan=g_gan.detach(), latent=latent.detach(), g_total=g_loss.detach(),
-                    d_total=d_loss.detach())
-        return self._reduce_logs(logs)
+        logs = {**d_logs, **g_logs, "g_total": g_loss, "d_total": d_loss}
+        return self._reduce_logs({k: v.detach() for k, v in logs.items()})
 
     def _reduce_logs(self, logs: dict[str, torch.Tensor]) -> dict[str, float]:
         keys = sorted(logs)

@@ -1,20 +1,27 @@
 """Evaluate an exported TwinGAN on the held-out test splits; print a table and write JSON + a grid PNG.
 
 `python -m train.evaluate CHECKPOINT [--data ../shared/data] [--out eval.json] [--grid grid.png]`
+From Python: `evaluate_checkpoint("checkpoints/NAME", out="eval.json")` returns the metrics dict.
 
-Judged by `checkpoints/tagger-eval`, a separately trained and seeded tagger: a generator can learn to
-fool the tagger whose gradients trained it, so that one never grades.
-- tagger-feature Frechet distance (FD) of translated test selfies vs real anime test faces, with the
-  floor (held-out real anime vs the same reference) and the ceiling (raw selfies); all three use the
-  same number of images, so their small-sample bias is the same. `fd_fraction` = (FD - floor) /
-  (ceiling - floor): 0 is as good as real anime, 1 as far as untranslated selfies.
-- hair / eye colour control: every test selfie translated with every colour; accuracy of the judge's
-  top colour, overall and per colour.
-- input dependence (no tagger involved): every test selfie translated with one fixed tag vector;
+Headline: measures that no training loss and no data filter has seen.
+- classifier two-sample test: a fresh small CNN, trained here on half of the translated test selfies
+  and half of an equal number of real anime test faces, scores the other halves
+  (`twingan.metrics.classifier_two_sample_test`); 50% means it cannot tell them apart.
+- independent Frechet distance (FD) in the features of `checkpoints/featnet-eval`, a residual net
+  trained self-supervised (rotation prediction) for evaluation only: translated test selfies vs
+  real anime test faces, with the floor (held-out real anime vs the same reference) and the ceiling
+  (raw selfies); all three use the same number of images, so their small-sample bias is the same.
+  `fraction` = (FD - floor) / (ceiling - floor): 0 is as good as real anime, 1 as far as selfies.
+- fixed-pattern share (`twingan.metrics.fixed_pattern_share`) of the translations with one tag vector
+  for all inputs, beside that of as many real anime faces: a grid drawn over every output scores high.
+- hair / eye colour control: every test selfie translated with every colour; accuracy of
+  `checkpoints/tagger-eval`'s top colour, overall and per colour.
+- input dependence (no network involved): every test selfie translated with one fixed tag vector;
   how often its grey low-resolution layout picks out its own input among all test selfies
-  (`twingan.metrics.input_retrieval`), and how much the outputs vary at all. A generator that
-  draws the same face for everyone scores chance here, however well it passes the tagger metrics.
-- reconstruction L1 per domain.
+  (`twingan.metrics.input_retrieval`), and how much the outputs vary at all.
+Also reported: the tagger-eval FD, labelled "trained against" (the recipe matches the training
+tagger's feature moments, and tagger-eval shares its architecture, objective and data); per level
+the generator reads, the std across inputs of human-encoded vs anime-encoded features; reconstruction L1.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -31,6 +39,11 @@ from train.data import decode_images, list_images
 from twingan.vocab import TagVocab
 
 EVAL_TAGGER = REPO_ROOT / "checkpoints" / "tagger-eval"
+FEATNET = REPO_ROOT / "checkpoints" / "featnet-eval"
+TWO_SAMPLE_STEPS = 400  # Adam steps of the two-sample CNN: 131 s wall on one thread of a loaded 2-core machine
+# Issue 11's quality gates: metric -> (direction, threshold). tests/test_shipped_checkpoint.py checks them.
+GATES = {"fixed_pattern_share": ("<=", 0.08), "indep_fd_fraction": ("<=", 0.6), "hair_accuracy": (">=", 0.95),
+         "eye_accuracy": (">=", 0.85), "retrieval_top1": (">=", 0.80)}
 
 
 def load_test_sets(data: Path, resolution: int, vocab: TagVocab, limit: int = 0) -> dict:
@@ -76,10 +89,56 @@ def batched(fn, *tensors, batch: int = 100) -> torch.Tensor:
     return torch.cat([fn(*(t[i:i + batch] if t is not None else None for t in tensors)) for i in range(0, n, batch)])
 
 
+def levels_read(model) -> list[int]:
+    """The skip resolutions the generator concatenates at the model's output size."""
+    return [r for r in model.config.resolutions[1:] if r <= model.resolution and model.config.uses_skip(r)]
+
+
 @torch.no_grad()
-def evaluate(model, judge, sets: dict, seed: int = 0) -> tuple[dict, dict]:
-    """All metrics as a dict, plus the tensors for the grid."""
-    from twingan.metrics import control_accuracy, frechet_distance, input_retrieval
+def feature_spread(model, selfies: torch.Tensor, anime: torch.Tensor) -> dict:
+    """Per level the generator reads (the 4x4 latent and each skip): the std across inputs of the
+    human-encoded selfie features, of the anime-encoded anime features, and their ratio.
+
+    A ratio far below 1 means the person hardly moves that level, so the generator draws the
+    same thing for everyone there (the issue-11 grid came with 0.039 vs 0.274 at the latent).
+    """
+    def encode(x: torch.Tensor, domain: str) -> dict:
+        parts = [model.encode(x[i:i + 100], domain) for i in range(0, len(x), 100)]
+        out = {"latent": torch.cat([latent for latent, _ in parts])}
+        for r in levels_read(model):
+            out[f"skip{r}"] = torch.cat([skips[r] for _, skips in parts])
+        return out
+
+    human, other = encode(selfies, "human"), encode(anime, "anime")
+    result = {}
+    for level in human:
+        h, a = human[level].std(0).mean().item(), other[level].std(0).mean().item()
+        result[level] = {"human_std": h, "anime_std": a, "ratio": h / a if a > 0 else float("nan")}
+    return result
+
+
+def _fd_triplet(features, translated: torch.Tensor, held_out: torch.Tensor, selfies: torch.Tensor,
+                reference: torch.Tensor) -> dict:
+    """FD of translated / held-out real anime (floor) / raw selfies (ceiling) against `reference`."""
+    from twingan.metrics import frechet_distance
+
+    ref = batched(features, reference)
+    fd = frechet_distance(batched(features, translated), ref)
+    floor = frechet_distance(batched(features, held_out), ref)
+    ceiling = frechet_distance(batched(features, selfies), ref)
+    return {"fd": fd, "fd_floor": floor, "fd_ceiling": ceiling,
+            "fd_fraction": (fd - floor) / (ceiling - floor) if ceiling > floor else float("nan")}
+
+
+@torch.no_grad()
+def evaluate(model, judge, sets: dict, seed: int = 0, featnet=None,
+             two_sample_steps: int = TWO_SAMPLE_STEPS) -> tuple[dict, dict]:
+    """All metrics as a dict, plus the tensors for the grid.
+
+    `featnet` (a `twingan.featnet.FeatureNet`) gives the independent FD; `two_sample_steps` = 0
+    skips the two-sample test (its CNN is the one slow part).
+    """
+    from twingan.metrics import classifier_two_sample_test, control_accuracy, fixed_pattern_share, input_retrieval
 
     vocab = model.config.vocab
     g = torch.Generator().manual_seed(seed)
@@ -91,16 +150,23 @@ def evaluate(model, judge, sets: dict, seed: int = 0) -> tuple[dict, dict]:
     held_out, reference = anime[perm[:n]], anime[perm[n:]]
     tags = sample_tags(sets["anime_tags"], n, vocab, g)
     translated = batched(lambda x, t: model.translate(x, "human", "anime", t), selfies, tags)
+    # One tag vector for every input: the input is all that differs, so a fixed pattern shows.
+    same = tags[:1].expand(n, -1)
+    fixed = batched(lambda x, t: model.translate(x, "human", "anime", t), selfies, same)
 
-    def feats(x: torch.Tensor) -> torch.Tensor:
-        return batched(judge.features, x)
-
-    ref = feats(reference)
-    fd = frechet_distance(feats(translated), ref)
-    floor = frechet_distance(feats(held_out), ref)
-    ceiling = frechet_distance(feats(selfies), ref)
-    out = {"n_selfies": n, "n_anime_reference": len(reference), "fd": fd, "fd_floor": floor, "fd_ceiling": ceiling,
-           "fd_fraction": (fd - floor) / (ceiling - floor) if ceiling > floor else float("nan")}
+    out = {"n_selfies": n, "n_anime_reference": len(reference)}
+    if two_sample_steps > 0:
+        t0 = time.time()
+        test = classifier_two_sample_test(translated, held_out, steps=two_sample_steps, seed=seed)
+        out.update({f"two_sample_{k}": v for k, v in test.items()}, two_sample_seconds=time.time() - t0)
+    if featnet is not None:
+        indep = _fd_triplet(featnet.features, translated, held_out, selfies, reference)
+        out.update({f"indep_{k}": v for k, v in indep.items()})
+    out.update(fixed_pattern_share=fixed_pattern_share(fixed), fixed_pattern_share_anime=fixed_pattern_share(held_out),
+               fixed_pattern_share_selfies=fixed_pattern_share(selfies))
+    # Trained against: the recipe matched the training tagger's feature moments, and tagger-eval
+    # has its architecture, objective and data, so this FD measures what training optimised.
+    out.update(_fd_triplet(judge.features, translated, held_out, selfies, reference))
     for group, names, sl in (("hair", vocab.hair, vocab.hair_slice), ("eye", vocab.eye, vocab.eye_slice)):
         requested, probs = [], []
         for c in range(len(names)):
@@ -113,10 +179,9 @@ def evaluate(model, judge, sets: dict, seed: int = 0) -> tuple[dict, dict]:
         acc = control_accuracy(torch.cat(requested), torch.cat(probs), vocab, group)
         out[f"{group}_accuracy"] = acc["accuracy"]
         out[f"{group}_per_colour"] = acc["per_class"]
-    same = tags[:1].expand(n, -1)
-    fixed = batched(lambda x, t: model.translate(x, "human", "anime", t), selfies, same)
     retrieval = input_retrieval(selfies, fixed)
     out.update({f"retrieval_{k}": v for k, v in retrieval.items()})
+    out["spread"] = feature_spread(model, selfies, held_out)
     out["recon_l1_human"] = (batched(lambda x: model.translate(x, "human", "human"), selfies) - selfies).abs().mean().item()
     anime_tags = torch.nan_to_num(sets["anime_tags"], nan=0.0)
     rec = batched(lambda x, t: model.translate(x, "anime", "anime", t), anime, anime_tags)
@@ -144,18 +209,45 @@ def comparison_grid(model, shown: dict, path: Path, n: int = 8) -> Path:
     return path
 
 
+def passes(metrics: dict, key: str) -> bool:
+    """Whether `metrics[key]` meets its gate in GATES."""
+    direction, threshold = GATES[key]
+    return metrics[key] <= threshold if direction == "<=" else metrics[key] >= threshold
+
+
 def format_table(m: dict) -> str:
+    def gate(key: str) -> str:
+        direction, threshold = GATES[key]
+        shown = f"{100 * threshold:.0f}%" if direction == ">=" else f"{threshold:g}"
+        return f"gate {direction} {shown}: {'pass' if passes(m, key) else 'FAIL'}"
+
     lines = ["| metric | value |", "|---|---|"]
-    lines.append(f"| tagger FD translated selfies vs anime | {m['fd']:.2f} |")
-    lines.append(f"| FD floor (real anime vs anime) | {m['fd_floor']:.2f} |")
-    lines.append(f"| FD ceiling (raw selfies vs anime) | {m['fd_ceiling']:.2f} |")
-    lines.append(f"| FD fraction floor->ceiling (target <= 0.40) | {m['fd_fraction']:.3f} |")
-    lines.append(f"| hair colour control, {len(m['hair_per_colour'])} colours (target >= 80%) | {100 * m['hair_accuracy']:.1f}% |")
-    lines.append(f"| eye colour control, {len(m['eye_per_colour'])} colours (target >= 50%) | {100 * m['eye_accuracy']:.1f}% |")
-    lines.append(f"| input retrieval top-1 from the output's grey layout (chance {100 * m['retrieval_chance_top1']:.1f}%) "
-                 f"| {100 * m['retrieval_top1']:.1f}% |")
+    if "two_sample_accuracy" in m:
+        lines.append(f"| two-sample test: held-out accuracy telling translations from real anime, "
+                     f"{m['two_sample_n_test'][0]} + {m['two_sample_n_test'][1]} images (50% = indistinguishable) "
+                     f"| {100 * m['two_sample_accuracy']:.1f}% +- {100 * m['two_sample_stderr']:.1f} |")
+    if "indep_fd" in m:
+        lines.append(f"| independent FD (featnet-eval) translated selfies vs anime | {m['indep_fd']:.2f} |")
+        lines.append(f"| independent FD floor (real anime) / ceiling (raw selfies) "
+                     f"| {m['indep_fd_floor']:.2f} / {m['indep_fd_ceiling']:.2f} |")
+        lines.append(f"| independent FD fraction floor->ceiling ({gate('indep_fd_fraction')}) | {m['indep_fd_fraction']:.3f} |")
+    lines.append(f"| fixed-pattern share of the translations ({gate('fixed_pattern_share')}); real anime, selfies "
+                 f"| {m['fixed_pattern_share']:.3f}; {m['fixed_pattern_share_anime']:.3f}, "
+                 f"{m['fixed_pattern_share_selfies']:.3f} |")
+    lines.append(f"| hair colour control, {len(m['hair_per_colour'])} colours ({gate('hair_accuracy')}) "
+                 f"| {100 * m['hair_accuracy']:.1f}% |")
+    lines.append(f"| eye colour control, {len(m['eye_per_colour'])} colours ({gate('eye_accuracy')}) "
+                 f"| {100 * m['eye_accuracy']:.1f}% |")
+    lines.append(f"| input retrieval top-1 from the output's grey layout, chance {100 * m['retrieval_chance_top1']:.1f}% "
+                 f"({gate('retrieval_top1')}) | {100 * m['retrieval_top1']:.1f}% |")
     lines.append(f"| median rank of the own input (of {m['n_selfies']}) | {m['retrieval_median_rank']:.0f} |")
     lines.append(f"| output spread across inputs / input spread | {m['retrieval_spread']:.2f} |")
+    lines.append(f"| trained against: tagger-eval FD translated / floor / ceiling | "
+                 f"{m['fd']:.2f} / {m['fd_floor']:.2f} / {m['fd_ceiling']:.2f} |")
+    lines.append(f"| trained against: tagger-eval FD fraction | {m['fd_fraction']:.3f} |")
+    for level, v in m["spread"].items():
+        lines.append(f"| {level}: std across inputs, human / anime encoded (ratio) "
+                     f"| {v['human_std']:.3f} / {v['anime_std']:.3f} ({v['ratio']:.2f}) |")
     lines.append(f"| reconstruction L1, human | {m['recon_l1_human']:.4f} |")
     lines.append(f"| reconstruction L1, anime | {m['recon_l1_anime']:.4f} |")
     per = ", ".join(f"{k} {100 * v:.0f}%" for k, v in m["hair_per_colour"].items())
@@ -163,45 +255,67 @@ def format_table(m: dict) -> str:
     return "\n".join(lines) + f"\n\nhair per colour: {per}\neye per colour: {per_eye}"
 
 
+def evaluate_checkpoint(checkpoint, data=None, judge=EVAL_TAGGER, featnet=FEATNET, limit: int = 0, seed: int = 0,
+                        two_sample_steps: int = TWO_SAMPLE_STEPS, out=None, grid=None) -> dict:
+    """Load a checkpoint folder, evaluate it on the test splits and return the metrics dict.
+
+    Writes the JSON to `out` and the comparison grid to `grid` (default: next to `out`) when `out`
+    is given. Raises CheckpointError for a bad checkpoint, ValueError for the training tagger as
+    judge, FileNotFoundError for a missing data folder.
+    """
+    from twingan.checkpoint import load_pretrained
+    from twingan.featnet import FeatureNet
+    from twingan.model import TwinGAN
+    from twingan.tagger import Tagger
+
+    if Path(judge).resolve() == (REPO_ROOT / "checkpoints" / "tagger").resolve():
+        raise ValueError("the training tagger cannot judge its own generator; pass checkpoints/tagger-eval")
+    data = Path(data or default_data_root())
+    model = load_pretrained(TwinGAN, checkpoint)
+    tagger = load_pretrained(Tagger, judge)
+    features = load_pretrained(FeatureNet, featnet)
+    if not data.is_dir():
+        raise FileNotFoundError(f"data folder {data} not found (set --data or TWINGAN_DATA)")
+    sets = load_test_sets(data, model.config.resolution, model.config.vocab, limit)
+    t0 = time.time()
+    metrics, shown = evaluate(model, tagger, sets, seed, features, two_sample_steps)
+    metrics.update(checkpoint=str(checkpoint), judge=str(judge), featnet=str(featnet),
+                   resolution=model.config.resolution, seconds=time.time() - t0)
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(metrics, indent=2) + "\n")
+        comparison_grid(model, shown, Path(grid) if grid else out.with_suffix(".png"))
+    return metrics
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", help="exported TwinGAN folder (config.json + model.safetensors)")
     p.add_argument("--data", default=None, help="data root (default $TWINGAN_DATA or ../shared/data)")
     p.add_argument("--judge", default=str(EVAL_TAGGER), help="evaluation tagger (never the training one)")
+    p.add_argument("--featnet", default=str(FEATNET), help="independent feature network for the FD")
     p.add_argument("--out", default=None, help="JSON file (default CHECKPOINT/eval.json)")
     p.add_argument("--grid", default=None, help="comparison grid PNG (default next to the JSON)")
     p.add_argument("--limit", type=int, default=0, help="quick checks: only this many test selfies and testB faces, 5x as many anime_tags faces")
+    p.add_argument("--two-sample-steps", type=int, default=TWO_SAMPLE_STEPS,
+                   help="training steps of the two-sample test's CNN (0 skips the test)")
+    p.add_argument("--quick", action="store_true", help="skip the two-sample test (same as --two-sample-steps 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from twingan.checkpoint import CheckpointError, load_pretrained
-    from twingan.model import TwinGAN
-    from twingan.tagger import Tagger
+    from twingan.checkpoint import CheckpointError
 
-    data = Path(args.data or default_data_root())
+    out = Path(args.out) if args.out else Path(args.checkpoint) / "eval.json"
     try:
-        model = load_pretrained(TwinGAN, args.checkpoint)
-        judge = load_pretrained(Tagger, args.judge)
-    except CheckpointError as err:
+        metrics = evaluate_checkpoint(args.checkpoint, args.data, args.judge, args.featnet, args.limit, args.seed,
+                                      0 if args.quick else args.two_sample_steps, out, args.grid)
+    except (CheckpointError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if Path(args.judge).resolve() == (REPO_ROOT / "checkpoints" / "tagger").resolve():
-        print("error: the training tagger cannot judge its own generator; pass checkpoints/tagger-eval",
-              file=sys.stderr)
-        return 2
-    if not data.is_dir():
-        print(f"error: data folder {data} not found (set --data or TWINGAN_DATA)", file=sys.stderr)
-        return 2
-    sets = load_test_sets(data, model.config.resolution, model.config.vocab, args.limit)
-    metrics, shown = evaluate(model, judge, sets, args.seed)
-    metrics.update(checkpoint=str(args.checkpoint), judge=str(args.judge), resolution=model.config.resolution)
-    out = Path(args.out) if args.out else Path(args.checkpoint) / "eval.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(metrics, indent=2) + "\n")
-    grid = comparison_grid(model, shown, Path(args.grid) if args.grid else out.with_suffix(".png"))
     print(format_table(metrics))
-    print(f"\nwrote {out} and {grid}")
+    print(f"\nwrote {out} and {Path(args.grid) if args.grid else out.with_suffix('.png')}")
     return 0
 
 

@@ -20,21 +20,20 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from train.tags_data import (HUMAN_HAIR_CLASSES, AnimeTagsDataset, CelebAHairDataset, TagsDataError,
-                             augment)
+from train.config import default_data_root
+from train.data import DataError
+from train.tags_data import HUMAN_HAIR_CLASSES, AnimeTagsDataset, CelebAHairDataset, augment
 from twingan.checkpoint import load_pretrained, save_pretrained
 from twingan.tagger import HumanHairClassifier, HumanHairConfig, Tagger, TaggerConfig
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = {"anime": REPO_ROOT.parent / "shared" / "data" / "anime_tags",
-                "human_hair": REPO_ROOT.parent / "shared" / "data" / "celeba"}
+DATA_FOLDERS = {"anime": "anime_tags", "human_hair": "celeba"}  # each task's data set, under the data root
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", choices=("anime", "human_hair"), default="anime")
-    p.add_argument("--data", type=Path, default=None, help="dataset folder (default ../shared/data/anime_tags "
-                   "or ../shared/data/celeba next to the repo)")
+    p.add_argument("--data", type=Path, default=None, help="dataset folder (default anime_tags or celeba "
+                   "under $TWINGAN_DATA, else under ../shared/data next to the repo)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=10)
@@ -53,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.data is None:
-        args.data = DEFAULT_DATA[args.task]
+        args.data = Path(default_data_root()) / DATA_FOLDERS[args.task]
     if args.epochs < 1 or args.batch_size < 1 or args.resolution < 16:
         p.error("--epochs and --batch-size must be >= 1 and --resolution >= 16")
     return args
@@ -325,5 +324,5 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except TagsDataError as err:  # expected bad input: a clear one-line message, not a traceback
+    except DataError as err:  # expected bad input: a clear one-line message, not a traceback
         sys.exit(f"error: {err}")

@@ -1,14 +1,14 @@
 """Read the tagged anime faces (`anime_tags/tags.csv`) and the CelebA hair colours into tensors.
 
-Shared by the tagger training and the GAN training. Images are decoded once into a uint8 tensor
-in memory (20k faces at 64 px are ~250 MB), because decoding JPEGs every epoch would dominate a
-CPU run. Unreadable images are skipped, counted and reported, never silently dropped.
+Shared by the tagger training and the GAN training. Images are decoded once, by the GAN's own
+`train.data.decode_images` (same crop, same resize), into a uint8 tensor in memory (20k faces at
+64 px are ~250 MB), because decoding JPEGs every epoch would dominate a CPU run. Unreadable images
+are skipped, counted and reported, never silently dropped.
 """
 
 from __future__ import annotations
 
 import csv
-import logging
 import os
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from train.data import DataError, decode_images
 from twingan.vocab import DEFAULT_VOCAB, TagVocab
-
-log = logging.getLogger(__name__)
 
 TAG_COLUMNS = ("file", "split", "hair_color", "eye_color")
 # CelebA attribute -> anime vocabulary hair colour (grey hair is drawn as silver in anime).
@@ -27,8 +26,9 @@ CELEBA_HAIR = {"Black_Hair": "black", "Blond_Hair": "blonde", "Brown_Hair": "bro
 HUMAN_HAIR_CLASSES = ("black", "blonde", "brown", "silver")
 
 
-class TagsDataError(ValueError):
-    """A tags CSV, attribute CSV or image folder that cannot be used; the message says why."""
+# A tags CSV, attribute CSV or image folder that cannot be used: one error type for all training
+# data (the image decoding raises it too); the old name stays importable.
+TagsDataError = DataError
 
 
 class TagRow(NamedTuple):
@@ -78,44 +78,16 @@ def read_tags_csv(path: str | os.PathLike, vocab: TagVocab = DEFAULT_VOCAB,
     return rows
 
 
-def load_images(folder: str | os.PathLike, files: Sequence[str], resolution: int,
-                progress: bool = False) -> tuple[torch.Tensor, list[int], list[str]]:
-    """Decode `files` from `folder`, centre-cropped to a square and resized to `resolution`.
-
-    Returns (images uint8 (N, 3, R, R), indices into `files` that were kept, skipped messages).
-    """
-    from PIL import Image, UnidentifiedImageError
-    from tqdm import tqdm
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise TagsDataError(f"image folder not found: {folder}")
-    out = torch.empty(len(files), 3, resolution, resolution, dtype=torch.uint8)
-    kept, skipped = [], []
-    for i, name in enumerate(tqdm(files, desc=f"decode {folder.name}", disable=not progress, unit="img")):
-        try:
-            with Image.open(folder / name) as im:
-                im.draft("RGB", (resolution, resolution))  # JPEG: decode at reduced scale, much faster
-                im = _square(im.convert("RGB")).resize((resolution, resolution), Image.BILINEAR)
-        except (OSError, UnidentifiedImageError, ValueError) as err:
-            skipped.append(f"{name}: {type(err).__name__}: {err}")
-            continue
-        out[len(kept)] = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(
-            resolution, resolution, 3).permute(2, 0, 1)
-        kept.append(i)
-    if skipped:
-        log.warning("skipped %d unreadable image(s) in %s, e.g. %s", len(skipped), folder, skipped[0])
-    return out[:len(kept)].clone(), kept, skipped
-
-
-def _square(im):
-    """Centre crop to a square; CelebA's 178x218-style portraits lose a little chin and top."""
-    w, h = im.size
-    if w == h:
-        return im
-    s = min(w, h)
-    left, top = (w - s) // 2, (h - s) // 2
-    return im.crop((left, top, left + s, top + s))
+def tag_tensors(rows: dict[str, TagRow], files: Sequence[str],
+                vocab: TagVocab = DEFAULT_VOCAB) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rows of `files` as tensors: tags (N, TAG_DIM) float, hair (N,) and eye (N,) vocab
+    indices, -1 where the CSV left the colour empty."""
+    tags = torch.tensor([rows[f].vector for f in files], dtype=torch.float32).view(len(files), vocab.dim)
+    hair_known = torch.tensor([rows[f].hair_known for f in files], dtype=torch.bool)
+    eye_known = torch.tensor([rows[f].eye_known for f in files], dtype=torch.bool)
+    hair = torch.where(hair_known, tags[:, vocab.hair_slice].argmax(1), -1)
+    eye = torch.where(eye_known, tags[:, vocab.eye_slice].argmax(1), -1)
+    return tags, hair, eye
 
 
 def augment(images: torch.Tensor, generator: torch.Generator | None = None,
@@ -155,19 +127,11 @@ class AnimeTagsDataset(Dataset):
         root = Path(root)
         rows = read_tags_csv(root / csv_name, vocab, split)
         files = sorted(rows)[:limit] if limit else sorted(rows)
-        self.images, kept, self.skipped = load_images(root / image_dir, files, resolution, progress)
-        if not kept:
-            raise TagsDataError(f"none of the {len(files)} images listed in {root / csv_name} "
-                                f"could be read from {root / image_dir}; first error: {self.skipped[:1]}")
+        self.images, kept, self.skipped = decode_images(root / image_dir, files, resolution, progress=progress)
         self.files = [files[i] for i in kept]
         self.vocab = vocab
-        self.tags = torch.tensor([rows[f].vector for f in self.files], dtype=torch.float32)  # (N, TAG_DIM)
-        self.hair_known = torch.tensor([rows[f].hair_known for f in self.files])
-        self.eye_known = torch.tensor([rows[f].eye_known for f in self.files])
-        hair = self.tags[:, vocab.hair_slice].argmax(1)
-        eye = self.tags[:, vocab.eye_slice].argmax(1)
-        self.hair = torch.where(self.hair_known, hair, torch.full_like(hair, -1))
-        self.eye = torch.where(self.eye_known, eye, torch.full_like(eye, -1))
+        self.tags, self.hair, self.eye = tag_tensors(rows, self.files, vocab)  # (N, TAG_DIM), (N,), (N,)
+        self.hair_known, self.eye_known = self.hair >= 0, self.eye >= 0
 
     def __len__(self) -> int:
         return len(self.files)
@@ -215,9 +179,7 @@ class CelebAHairDataset(Dataset):
         labels = read_celeba_hair(root / "attributes.csv")
         files = sorted(f for f in labels if split is None or celeba_split(f) == split)
         files = files[:limit] if limit else files
-        self.images, kept, self.skipped = load_images(root / "images", files, resolution, progress)
-        if not kept:
-            raise TagsDataError(f"none of the {len(files)} CelebA images could be read from {root / 'images'}")
+        self.images, kept, self.skipped = decode_images(root / "images", files, resolution, progress=progress)
         self.files = [files[i] for i in kept]
         self.labels = torch.tensor([labels[f] for f in self.files])  # (N,)
 

@@ -10,39 +10,19 @@ Importing this module does no I/O and builds no detector.
 
 from __future__ import annotations
 
-import io
 import math
-import os
-import warnings
 from dataclasses import dataclass
-from typing import BinaryIO, Union
 
 import numpy as np
 from PIL import Image
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, Image.Image, np.ndarray]
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")  # file types read from folders
-MAX_PIXELS = 100_000_000  # larger images are refused as possible decompression bombs
-MIN_SIDE = 64  # below this a face crop has too little detail to translate
+# IMAGE_SUFFIXES, ImageError and load_image stay importable from here (training imports them so).
+from twingan.images import (IMAGE_SUFFIXES, ImageError, ImageSource, array_to_image, decode,  # noqa: F401
+                            load_image, open_encoded, oriented_size, read_bytes, to_rgb)
 
 _BICUBIC = Image.Resampling.BICUBIC
 _BILINEAR = Image.Resampling.BILINEAR
 _AFFINE = Image.Transform.AFFINE
-# EXIF orientation -> transpose that shows the photo upright (as PIL.ImageOps.exif_transpose).
-_EXIF_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-
-
-class ImageError(ValueError):
-    """The input cannot be used as a photo; the message says why in user words."""
 
 
 class NoFaceError(ImageError):
@@ -50,152 +30,6 @@ class NoFaceError(ImageError):
 
     def __init__(self, message: str = "No face found in the image"):
         super().__init__(message)
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
-
-
-def _read_bytes(source) -> bytes:
-    """Read an encoded image (path, bytes or binary file object) into memory."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source)
-    if isinstance(source, (str, os.PathLike)):
-        try:
-            with open(source, "rb") as f:
-                return f.read()
-        except OSError as e:
-            raise ImageError(f"Cannot read the file {os.fspath(source)!r}: {e.strerror}") from e
-    if hasattr(source, "read"):
-        data = source.read()
-        if not isinstance(data, (bytes, bytearray)):
-            raise ImageError("The file must be opened in binary mode")
-        return bytes(data)
-    raise ImageError(f"Unsupported image input of type {type(source).__name__}")
-
-
-def _open_encoded(data: bytes) -> tuple[Image.Image, int]:
-    """Open (not decode) an encoded image; check its size. Returns (image, EXIF orientation)."""
-    try:
-        with warnings.catch_warnings():
-            # We enforce our own pixel limit below; PIL's warning would only be noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as e:
-        raise ImageError("The image is too large (more than 100 megapixels)") from e
-    except Image.UnidentifiedImageError as e:
-        raise ImageError("The file is not an image (use JPEG, PNG or WebP)") from e
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"The image file is corrupt ({e})") from e
-    w, h = image.size
-    if w * h > MAX_PIXELS:
-        raise ImageError(
-            f"The image is too large ({w}x{h}, more than {MAX_PIXELS // 1_000_000} megapixels)"
-        )
-    orientation = _orientation(image)
-    if min(w, h) < MIN_SIDE:
-        raise ImageError(f"The image is too small ({w}x{h}); it needs at least {MIN_SIDE} px per side")
-    return image, orientation
-
-
-def _orientation(image: Image.Image) -> int:
-    """EXIF orientation tag, 1 (as stored) when absent or unreadable."""
-    try:
-        orientation = int(image.getexif().get(0x0112, 1))
-    except (OSError, SyntaxError, ValueError, TypeError):
-        return 1  # broken EXIF: show the pixels as stored rather than refuse the photo
-    return orientation if orientation in _EXIF_TRANSPOSE else 1
-
-
-def _oriented_size(image: Image.Image, orientation: int) -> tuple[int, int]:
-    w, h = image.size
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-
-
-def _decode(image: Image.Image, orientation: int, min_size: tuple[int, int] | None = None):
-    """Decode to upright RGB; with `min_size` (upright w, h), JPEGs decode at a reduced scale
-    (DCT scaling: 1/2, 1/4, 1/8) that is still at least that size, which is fast and small."""
-    if min_size is not None and image.format == "JPEG":
-        if orientation in (5, 6, 7, 8):
-            min_size = (min_size[1], min_size[0])
-        image.draft("RGB", min_size)
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        # PIL reports truncated files as OSError("image file is truncated ...").
-        raise ImageError(f"The image file is truncated or corrupt ({e})") from e
-    if orientation != 1:
-        image = image.transpose(_EXIF_TRANSPOSE[orientation])
-    return _to_rgb(image)
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to RGB: transparency composited on white, 16-bit scaled to 8-bit."""
-    mode = image.mode
-    if mode == "RGB":
-        return image
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        return Image.fromarray(_gray_to_uint8(np.asarray(image), mode)).convert("RGB")
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        mode == "P" and "transparency" in image.info
-    )
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
-
-
-def _gray_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
-    """High bit-depth grayscale (H, W) -> uint8. 16-bit data is divided by 257 (65535 -> 255);
-    float data is taken as [0, 1] when its maximum is at most 1, else as [0, 255]."""
-    a = a.astype(np.float64)
-    if mode == "F":
-        a = a * 255.0 if a.size and np.nanmax(a) <= 1.0 else a
-    elif mode.startswith("I;16") or (a.size and a.max() > 255):
-        a = a / 257.0  # mode "I" holds 16-bit PNG/TIFF data in practice
-    return np.clip(np.nan_to_num(a), 0, 255).round().astype(np.uint8)
-
-
-def _array_to_image(a: np.ndarray) -> Image.Image:
-    """(H, W), (H, W, 1|3|4) array -> RGB image. uint8 as is, uint16 / 257, floats in [0, 1]."""
-    a = np.asarray(a)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
-        raise ImageError(f"An image array must be (H, W), (H, W, 3) or (H, W, 4), got {a.shape}")
-    if a.dtype == np.uint16:
-        a = a.astype(np.float64) / 257.0
-    elif a.dtype.kind == "f":
-        a = np.nan_to_num(a) * 255.0
-    elif a.dtype != np.uint8:
-        raise ImageError(f"Unsupported image array type {a.dtype}; use uint8, uint16 or float")
-    return Image.fromarray(np.clip(a, 0, 255).round().astype(np.uint8))  # L, RGB or RGBA
-
-
-def _check_decoded(image: Image.Image) -> Image.Image:
-    w, h = image.size
-    if w * h > MAX_PIXELS:
-        raise ImageError(f"The image is too large ({w}x{h})")
-    if min(w, h) < MIN_SIDE:
-        raise ImageError(f"The image is too small ({w}x{h}); it needs at least {MIN_SIDE} px per side")
-    return image
-
-
-def load_image(source: ImageSource) -> Image.Image:
-    """Load a photo as upright RGB at full resolution.
-
-    Accepts a path, bytes, a binary file object, a PIL image or a numpy array. Applies the EXIF
-    orientation of encoded files. Raises ImageError for non-images, corrupt or truncated files,
-    images under 64 px on a side and images over 100 megapixels.
-    """
-    if isinstance(source, Image.Image):
-        _check_decoded(source)
-        return _decode(source, _orientation(source))
-    if isinstance(source, np.ndarray):
-        return _to_rgb(_check_decoded(_array_to_image(source)))
-    image, orientation = _open_encoded(_read_bytes(source))
-    return _decode(image, orientation)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,11 +226,11 @@ class FaceCropper:
             size = full.size
             small = _shrink(full, self.detect_size)
         else:
-            data = _read_bytes(image)
-            encoded, orientation = _open_encoded(data)
-            size = _oriented_size(encoded, orientation)
+            data = read_bytes(image)
+            encoded, orientation = open_encoded(data)
+            size = oriented_size(encoded, orientation)
             # JPEG: decode straight at about detection size (DCT scaling) instead of full size.
-            full = _decode(encoded, orientation, _fit(size, self.detect_size))
+            full = decode(encoded, orientation, _fit(size, self.detect_size))
             small = _shrink(full, self.detect_size)
         scale = size[0] / small.width, size[1] / small.height  # small -> photo pixels
 
@@ -420,7 +254,7 @@ class FaceCropper:
         need = max(min(1.0, self.resolution / (f.box[2] - f.box[0])) for f in faces)
         if full.width < min(size[0], math.ceil(size[0] * need)):
             target = (math.ceil(size[0] * need), math.ceil(size[1] * need))
-            full = _decode(*_open_encoded(data), target)
+            full = decode(*open_encoded(data), target)
         k = full.width / size[0], full.height / size[1]  # photo -> decoded pixels
         for f in faces:
             x0, y0, x1, y1 = f.box
@@ -460,8 +294,8 @@ def paste_back(photo: ImageSource, crops: list[FaceCrop], outputs, feather: floa
     result = load_image(photo).copy()
     W, H = result.size
     for crop, out in zip(crops, outputs):
-        out = out if isinstance(out, Image.Image) else _array_to_image(np.asarray(out))
-        out = _to_rgb(out)
+        out = out if isinstance(out, Image.Image) else array_to_image(np.asarray(out))
+        out = to_rgb(out)
         n = out.width
         x0, y0, x1, y1 = crop.box
         side, cx, cy = x1 - x0, (x0 + x1) / 2, (y0 + y1) / 2

@@ -202,3 +202,94 @@ def torchmetrics_fid(weights_path: str | os.PathLike, real: Iterable[torch.Tenso
     for batch in fake:
         fid.update(batch, real=False)
     return float(fid.compute())
+
+
+# --- measures that no training loss has seen -------------------------------------------------
+
+@torch.no_grad()
+def high_pass(images: torch.Tensor, size: int = 64, sigma: float = 2.0) -> torch.Tensor:
+    """(N, 3, H, W) in [0, 1] -> (N, size, size): grey at `size` px minus its Gaussian blur (sigma px)."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    grey = images.float().mean(1, keepdim=True)
+    if grey.shape[-2:] != (size, size):
+        grey = torch.nn.functional.interpolate(grey, size=(size, size), mode="bilinear", align_corners=False,
+                                               antialias=True)
+    radius = int(np.ceil(3 * sigma))
+    return (grey - gaussian_blur(grey, [2 * radius + 1] * 2, [sigma, sigma]))[:, 0]
+
+
+def fixed_pattern_share(images: torch.Tensor, size: int = 64, sigma: float = 2.0) -> float:
+    """Share of the high-pass energy that is the same picture in every image of a set: a grid or
+    texture painted at fixed places, whatever the input, scores high.
+
+    mean(avg_img^2) / mean(img^2) over the `high_pass` images; ~1/N for independent images, 1 when
+    all are equal. Compare sets of equal size only (the 1/N floor).
+    """
+    if images.ndim != 4 or images.shape[0] < 2:
+        raise ValueError(f"need a set of >= 2 images (N, 3, H, W), got {tuple(images.shape)}")
+    hp = high_pass(images, size, sigma).double()
+    return float(hp.mean(0).pow(2).mean() / hp.pow(2).mean().clamp_min(1e-20))
+
+
+class TwoSampleCNN(torch.nn.Module):
+    """The classifier two-sample test's small CNN: (B, 3, H, W) in [0, 1] -> one logit (B,)."""
+
+    def __init__(self, width: int = 16, resolution: int = 64):
+        super().__init__()
+        self.resolution = resolution
+        layers, c_in = [], 3
+        for c_out in (width, 2 * width, 4 * width, 8 * width):  # R -> R/16
+            layers += [torch.nn.Conv2d(c_in, c_out, 3, 2, 1), torch.nn.LeakyReLU(0.2)]
+            c_in = c_out
+        self.convs = torch.nn.Sequential(*layers)
+        self.head = torch.nn.Linear(c_in, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        r = self.resolution
+        if images.shape[-2:] != (r, r):
+            images = torch.nn.functional.interpolate(images, size=(r, r), mode="bilinear", align_corners=False,
+                                                     antialias=True)
+        return self.head(self.convs(images * 2 - 1).mean(dim=(2, 3))).squeeze(1)
+
+
+def classifier_two_sample_test(a: torch.Tensor, b: torch.Tensor, steps: int = 400, batch: int = 32,
+                               lr: float = 2e-3, seed: int = 0) -> dict:
+    """Can a fresh small CNN tell image set `a` from set `b` (each (N, 3, H, W) in [0, 1])?
+
+    Half of each set (seeded split) trains a `TwoSampleCNN` for `steps` Adam steps of `batch`
+    images per set (random horizontal flips); the other halves score it. `accuracy` is the
+    held-out accuracy, balanced over the two sets: 0.5 means indistinguishable, 1 told apart
+    every time. `stderr` is its binomial standard error.
+    """
+    if len(a) < 4 or len(b) < 4:
+        raise ValueError(f"need >= 4 images per set, got {len(a)} and {len(b)}")
+    g = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the CNN's init must not depend on (or move) the global RNG
+        torch.manual_seed(seed)
+        net = TwoSampleCNN()
+    pa, pb = torch.randperm(len(a), generator=g), torch.randperm(len(b), generator=g)
+    a_train, a_test = a[pa[: len(a) // 2]], a[pa[len(a) // 2:]]
+    b_train, b_test = b[pb[: len(b) // 2]], b[pb[len(b) // 2:]]
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    target = torch.cat([torch.ones(batch), torch.zeros(batch)])
+    net.train()
+    with torch.enable_grad():  # callers often evaluate under no_grad
+        for _ in range(steps):
+            x = torch.cat([a_train[torch.randint(len(a_train), (batch,), generator=g)],
+                           b_train[torch.randint(len(b_train), (batch,), generator=g)]]).float()
+            flip = torch.rand(len(x), generator=g) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        hit_a = torch.cat([net(x.float()) > 0 for x in a_test.split(100)]).float().mean().item()
+        hit_b = torch.cat([net(x.float()) <= 0 for x in b_test.split(100)]).float().mean().item()
+    accuracy = (hit_a + hit_b) / 2
+    n_test = min(len(a_test), len(b_test))
+    return {"accuracy": accuracy, "accuracy_a": hit_a, "accuracy_b": hit_b, "n_train": (len(a_train), len(b_train)),
+            "n_test": (len(a_test), len(b_test)), "steps": steps,
+            "stderr": float(np.sqrt(max(accuracy * (1 - accuracy), 1e-12) / (2 * n_test)))}

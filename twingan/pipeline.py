@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from twingan.checkpoint import LOCAL_CHECKPOINTS, WEIGHTS_NAME, CheckpointError, load_pretrained, resolve_checkpoint
-from twingan.faces import (IMAGE_SUFFIXES, FaceCrop, FaceCropper, ImageError, ImageSource, crop_face, load_image,
-                           paste_back)
+from twingan.faces import FaceCrop, FaceCropper, crop_face, paste_back
+from twingan.images import IMAGE_SUFFIXES, ImageError, ImageSource, load_image, square_crop
 from twingan.model import TwinGAN
 from twingan.tagger import HumanHairClassifier, Tagger
 from twingan.vocab import TagVocab
@@ -222,7 +222,7 @@ class TranslationPipeline:
         """
         if self.tagger is None:
             raise ValueError("Reference images are disabled: no tagger checkpoint was found")
-        x = _to_tensor([_square(load_image(image), self.tagger.config.resolution)])
+        x = _to_tensor([square_crop(load_image(image), self.tagger.config.resolution)])
         probs = self.tagger.tag_probs(x.to(self.device, self.dtype)).float().cpu()[0]
         # The tagger's own label order may differ from the model's vocabulary: map by name.
         tv, v = self.tagger.vocab, self.vocab
@@ -405,7 +405,7 @@ class LatentIndex:
                 images = []
                 for rel in paths[start:start + batch_size]:
                     try:
-                        images.append(_square(load_image(root / rel), pipeline.model.config.resolution))
+                        images.append(square_crop(load_image(root / rel), pipeline.model.config.resolution))
                         ok.append(rel)
                     except ImageError as err:
                         log.warning("Skipping gallery file %s: %s", rel, err)
@@ -458,12 +458,6 @@ def _load_optional(cls, path, device, dtype, disabled: str, notes: list[str]):
     except CheckpointError as err:
         notes.append(f"{disabled}: {err}")
         return None
-
-
-def _square(image: Image.Image, size: int) -> Image.Image:
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    return image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
 
 
 def _to_tensor(images: list[Image.Image]) -> torch.Tensor:
