@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from train.config import load_config
-from train.data import DomainData
+from train.device import step_flops, synthetic
 from train.engine import Trainer
 
 
@@ -47,36 +47,6 @@ def conv_peak(device: torch.device, seconds: float = 2.0) -> float:
         n += 1
     _sync(device)
     return flops * n / (time.perf_counter() - t0) / 1e9
-
-
-def synthetic(n: int, resolution: int, vocab, tagged: bool, seed: int) -> DomainData:
-    g = torch.Generator().manual_seed(seed)
-    tags = torch.zeros(n, vocab.dim)
-    hair = torch.randint(len(vocab.hair), (n,), generator=g) if tagged else torch.full((n,), -1)
-    eye = torch.randint(len(vocab.eye), (n,), generator=g) if tagged else torch.full((n,), -1)
-    if tagged:
-        tags[torch.arange(n), vocab.hair_slice.start + hair] = 1
-        tags[torch.arange(n), vocab.eye_slice.start + eye] = 1
-    images = torch.randint(0, 256, (n, 3, resolution, resolution), dtype=torch.uint8, generator=g)
-    return DomainData(images, tags, hair, eye, torch.full((n,), tagged))
-
-
-def step_flops(trainer: Trainer) -> float:
-    """FLOPs of one step without the gradient penalty (FlopCounterMode's module hooks cannot follow
-    the penalty's autograd.grad), so GFLOP/s is a slight underestimate on penalty steps."""
-    import dataclasses
-
-    from torch.utils.flop_counter import FlopCounterMode
-
-    cfg = trainer.cfg
-    trainer.cfg = dataclasses.replace(cfg, gp="none")
-    counter = FlopCounterMode(display=False)
-    try:
-        with counter:
-            trainer.step()
-    finally:
-        trainer.cfg = cfg
-    return float(counter.get_total_flops())
 
 
 def bench_config(name: str, stages: list[int] | None, steps: int, device: torch.device, peak: float,

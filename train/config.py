@@ -91,6 +91,13 @@ class TrainConfig:
     export_every_minutes: float = 0.0  # also export the EMA generator this often (0 = only at the end)
     num_samples: int = 8  # fixed samples in the grids
     run_dir: str = "runs/default"  # relative to the repo root unless absolute
+    # --- a time-boxed run on a lent GPU (issue 12): data pack, wall-clock budget, CUDA speed switches ---
+    pack: str = ""  # `python -m train.pack` file (relative to the repo root); replaces the folder fields above
+    budget_minutes: float = 0.0  # stop training this long after `train` starts, data loading included (0 = no limit)
+    stage_fractions: tuple[float, ...] = ()  # with a budget: each stage but the last gets this share of it (() = stage_images)
+    export_margin_minutes: float = 0.5  # the end of the budget kept for the final checkpoint, samples and export
+    cudnn_benchmark: bool = False  # CUDA: cuDNN picks the fastest conv algorithms (shapes repeat within a stage)
+    tf32: bool = False  # CUDA: TF32 for the fp32 work left outside autocast (the gradient penalty, the EMA)
 
     def __post_init__(self):
         check(self)
@@ -142,6 +149,18 @@ def check(cfg: TrainConfig) -> None:
     for p in (cfg.own_hair_prob, cfg.uniform_color_prob, cfg.fill_tags_threshold):
         if not 0 <= p <= 1:
             raise ConfigError(f"probabilities must be in [0, 1], got {p}")
+    if cfg.budget_minutes < 0 or cfg.export_margin_minutes < 0:
+        raise ConfigError("budget_minutes and export_margin_minutes must be >= 0")
+    if cfg.budget_minutes and cfg.export_margin_minutes >= cfg.budget_minutes:
+        raise ConfigError(f"export_margin_minutes ({cfg.export_margin_minutes}) must be shorter than "
+                          f"budget_minutes ({cfg.budget_minutes})")
+    if cfg.stage_fractions:
+        if not cfg.budget_minutes:
+            raise ConfigError("stage_fractions schedule the stages over budget_minutes: set budget_minutes > 0")
+        used = [cfg.stage_fractions[min(i, len(cfg.stage_fractions) - 1)] for i in range(len(cfg.resolutions) - 1)]
+        if any(f <= 0 for f in cfg.stage_fractions) or sum(used) >= 1:
+            raise ConfigError(f"stage_fractions must be > 0 and leave part of the budget to the last stage "
+                              f"(stages {cfg.resolutions} use {used}, sum {sum(used):.2f})")
 
 
 # ---------------------------------------------------------------- building from JSON and overrides

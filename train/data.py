@@ -209,9 +209,19 @@ def load_attributes(csv_path: Path, image_dir: Path, resolution: int, vocab: Tag
     return _load([_list_attributes(csv_path, image_dir, vocab, crop_top, limit)], resolution, workers)
 
 
-def load_domains(cfg, workers: int = 4) -> tuple[DomainData, DomainData]:
-    """(source, target) data for a TrainConfig; each domain's images are one uint8 tensor."""
+def load_domains(cfg, workers: int = 4, device: str | torch.device = "cpu") -> tuple[DomainData, DomainData]:
+    """(source, target) data for a TrainConfig; each domain's images are one uint8 tensor.
+
+    With `cfg.pack` the images come from the pack, decoded once straight onto `device` (a GPU then
+    does no per-step host-to-device copy of images); otherwise from the folders, held on the CPU.
+    """
     vocab, lim = cfg.model.vocab, cfg.limit_per_folder
+    if cfg.pack:
+        from train.config import REPO_ROOT
+        from train.pack import load_pack
+
+        path = Path(cfg.pack) if Path(cfg.pack).is_absolute() else REPO_ROOT / cfg.pack
+        return load_pack(path, vocab, cfg.model.resolution, device)
     source = [_list_folder(cfg.resolve(d), vocab, cfg.source_crop_top, lim) for d in cfg.source_dirs]
     if cfg.source_attributes_images:
         source.append(_list_attributes(cfg.resolve(cfg.source_attributes_csv),
@@ -274,11 +284,12 @@ def fill_missing_tags(data: DomainData, tagger, threshold: float, batch: int = 2
     Changes `data` in place (binary tags stay unknown); returns how many colours were filled.
     """
     vocab = tagger.vocab
+    device = next(tagger.parameters()).device
     todo = torch.nonzero((data.hair < 0) | (data.eye < 0)).flatten()
     filled = 0
     for start in range(0, len(todo), batch):
         idx = todo[start:start + batch]
-        probs = tagger.tag_probs(data.images[idx].float() / 255)  # (B, TAG_DIM)
+        probs = tagger.tag_probs(data.images[idx.to(data.images.device)].to(device).float() / 255).cpu()  # (B, TAG_DIM)
         for group, sl, labels in (("hair", vocab.hair_slice, data.hair), ("eye", vocab.eye_slice, data.eye)):
             p, c = probs[:, sl].max(1)
             fill = (labels[idx] < 0) & (p >= threshold)

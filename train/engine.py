@@ -38,18 +38,32 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 # ---------------------------------------------------------------- pure helpers
 
-def stage_at(images: int, cfg: TrainConfig) -> tuple[int, float]:
-    """(resolution, alpha) after `images` training images: stage lengths from cfg.stage_images."""
+def _stage(position: float, lengths: tuple, cfg: TrainConfig) -> tuple[int, float]:
+    """(resolution, alpha) at `position` along a schedule whose stages (but the last) last `lengths`."""
     stages = cfg.resolutions
     start = 0
     for i, res in enumerate(stages):
-        length = cfg.stage_images[min(i, len(cfg.stage_images) - 1)]
-        if i == len(stages) - 1 or images < start + length:
+        length = lengths[min(i, len(lengths) - 1)]
+        if i == len(stages) - 1 or position < start + length:
             if i == 0 or cfg.fade_fraction == 0:
                 return res, 1.0
-            return res, min(1.0, (images - start) / (cfg.fade_fraction * length))
+            return res, min(1.0, (position - start) / (cfg.fade_fraction * length))
         start += length
     raise AssertionError("unreachable")
+
+
+def stage_at(images: int, cfg: TrainConfig) -> tuple[int, float]:
+    """(resolution, alpha) after `images` training images: stage lengths from cfg.stage_images."""
+    return _stage(images, cfg.stage_images, cfg)
+
+
+def stage_at_time(seconds: float, cfg: TrainConfig) -> tuple[int, float]:
+    """(resolution, alpha) after `seconds` of training: stage lengths are cfg.stage_fractions of the budget.
+
+    Time, not images, because a stage at 16 px costs a small part of one at 128 px per image: a
+    time box then gives each stage a known share of the card whatever its speed turns out to be.
+    """
+    return _stage(seconds / (60 * cfg.budget_minutes), cfg.stage_fractions, cfg)
 
 
 def discriminator_config(cfg: TrainConfig) -> TwinGANConfig:
@@ -171,6 +185,7 @@ class Trainer:
         pool = tagged | (target.eye >= 0)
         self.tag_pool = (target.tags[pool], target.hair[pool], target.eye[pool]) if bool(pool.any()) else None
         self.step_count, self.images_seen = 0, 0
+        self.train_seconds = 0.0  # training-loop wall time, across resumes: the clock of stage_fractions
         self.tagger = None
         self.tagger_path = Path(cfg.tagger) if Path(cfg.tagger).is_absolute() else REPO_ROOT / cfg.tagger
         self.maybe_load_tagger()
@@ -216,6 +231,8 @@ class Trainer:
 
     @property
     def stage(self) -> tuple[int, float]:
+        if self.cfg.stage_fractions:
+            return stage_at_time(self.train_seconds, self.cfg)
         return stage_at(self.images_seen, self.cfg)
 
     # ---- one step -------------------------------------------------------
@@ -477,7 +494,7 @@ class Trainer:
     def state_dict(self) -> dict:
         """Tensors and plain Python values only: torch.load(weights_only=True) reads it."""
         state = {
-            "step": self.step_count, "images_seen": self.images_seen,
+            "step": self.step_count, "images_seen": self.images_seen, "train_seconds": self.train_seconds,
             "model": self.model.state_dict(), "ema": self.ema.state_dict(),
             "d_target": self.d_target.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
@@ -495,13 +512,17 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.step_count, self.images_seen = int(state["step"]), int(state["images_seen"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.d_target.load_state_dict(state["d_target"])
         if self.d_source is not None:
             self.d_source.load_state_dict(state["d_source"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        if "opt_g" in state:
+            self.opt_g.load_state_dict(state["opt_g"])  # Adam casts moments saved in bf16 back to fp32
+            self.opt_d.load_state_dict(state["opt_d"])
+        else:  # a compact device state (train.device.compact_state) may leave the moments out
+            log.warning("the checkpoint has no optimiser state: Adam starts afresh")
         # The config's learning rates win over the saved ones, so a resume can change them.
         for opt, lr in ((self.opt_g, self.cfg.lr), (self.opt_d, self.cfg.lr_d or self.cfg.lr)):
             for group in opt.param_groups:

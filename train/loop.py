@@ -39,14 +39,33 @@ def setup_distributed(world: int, local_rank: int) -> torch.device:
     return device
 
 
+def agree_max(values: list[float], world: int, device: torch.device) -> list[float]:
+    """The maximum of each value over all ranks (the values themselves when not distributed)."""
+    if world <= 1:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
+
+
 def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def describe(cfg: TrainConfig, trainer: Trainer | None = None) -> str:
-    lines = [f"run folder: {cfg.run_path}", f"data root: {cfg.root}",
-             f"stages: {cfg.resolutions} (images per stage {list(cfg.stage_images)}), total {cfg.total_images} images"]
+    lines = [f"run folder: {cfg.run_path}", f"data: {cfg.pack or cfg.root}"]
+    if cfg.stage_fractions:
+        lines.append(f"stages: {cfg.resolutions} (fractions of the {cfg.budget_minutes} min budget "
+                     f"{list(cfg.stage_fractions)}), at most {cfg.total_images} images")
+    else:
+        lines.append(f"stages: {cfg.resolutions} (images per stage {list(cfg.stage_images)}), "
+                     f"total {cfg.total_images} images")
+    if cfg.budget_minutes:
+        lines.append(f"budget: {cfg.budget_minutes} min from start, training stops "
+                     f"{cfg.export_margin_minutes} min before it for the final checkpoint and export")
     if trainer is not None:
         n_g = sum(p.numel() for p in trainer.model.parameters())
         n_d = sum(p.numel() for p in trainer.d_params)
@@ -59,14 +78,24 @@ def describe(cfg: TrainConfig, trainer: Trainer | None = None) -> str:
 
 def train(cfg: TrainConfig, resume: bool = False, dry_run: bool = False, max_steps: int | None = None,
           progress: bool = True) -> dict:
-    """Train (or, with dry_run, only load data, build models and print the plan). Returns a summary."""
+    """Train (or, with dry_run, only load data, build models and print the plan). Returns a summary.
+
+    With cfg.budget_minutes, training stops export_margin_minutes before the budget (counted from
+    here, data loading included) so that the final checkpoint and export land inside it.
+    """
+    started = time.monotonic()
+    deadline = started + 60 * (cfg.budget_minutes - cfg.export_margin_minutes) if cfg.budget_minutes else None
     rank, world, local_rank = dist_env()
     device = setup_distributed(world, local_rank)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+        if cfg.tf32:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     master = rank == 0
     run = cfg.run_path
-    source, target = load_domains(cfg)
+    source, target = load_domains(cfg, device=device)
     trainer = Trainer(cfg, source, target, rank, world, device)
     ckpt = run / CHECKPOINT_NAME
     if resume:
@@ -98,13 +127,26 @@ def train(cfg: TrainConfig, resume: bool = False, dry_run: bool = False, max_ste
     t0, n0 = time.perf_counter(), trainer.images_seen
     start_step = trainer.step_count
     logs: dict = {}
+    stage_stats: dict[int, list] = {}  # resolution -> [images, seconds inside step()]: throughput per stage
+    tick = time.perf_counter()
     try:
         while trainer.images_seen < cfg.total_images and not stop["flag"]:
             if max_steps is not None and trainer.step_count - start_step >= max_steps:
                 break
+            if deadline is not None:
+                # Every rank must stop, and change stage, at the same step: take the slowest clock.
+                over, trainer.train_seconds = agree_max([float(time.monotonic() >= deadline), trainer.train_seconds],
+                                                        world, device)
+                if over and trainer.step_count > start_step:  # one step at least, so there is an export
+                    break
             if trainer.step_count % cfg.log_every == 0:
                 trainer.maybe_load_tagger()
-            logs = trainer.step()
+            images_before, step_start = trainer.images_seen, time.perf_counter()
+            step_res = trainer.stage[0]
+            logs = trainer.step()  # returns floats, so the GPU has finished the step here
+            stats = stage_stats.setdefault(step_res, [0, 0.0])
+            stats[0] += trainer.images_seen - images_before
+            stats[1] += time.perf_counter() - step_start
             step = trainer.step_count
             res, alpha = trainer.stage
             speed = (trainer.images_seen - n0) / max(time.perf_counter() - t0, 1e-9)
@@ -128,6 +170,9 @@ def train(cfg: TrainConfig, resume: bool = False, dry_run: bool = False, max_ste
             if master and cfg.export_every_minutes and time.monotonic() - last_export > 60 * cfg.export_every_minutes:
                 export_now(trainer, run)
                 last_export = time.monotonic()
+            now = time.perf_counter()
+            trainer.train_seconds += now - tick  # the whole iteration: the stage clock counts samples too
+            tick = now
     finally:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
@@ -140,9 +185,15 @@ def train(cfg: TrainConfig, resume: bool = False, dry_run: bool = False, max_ste
         if writer is not None:
             writer.close()
     seconds = time.perf_counter() - t0
+    stages = {str(r): {"images": n, "step_seconds": round(t, 2), "images_per_s": round(n / max(t, 1e-9), 1)}
+              for r, (n, t) in sorted(stage_stats.items())}
+    if master and stages:
+        print(json.dumps({"throughput_per_stage": stages}), flush=True)
     return {"step": trainer.step_count, "images": trainer.images_seen, "seconds": seconds,
             "images_per_s": (trainer.images_seen - n0) / max(seconds, 1e-9), "losses": logs,
-            "interrupted": stop["flag"]}
+            "interrupted": stop["flag"], "stages": stages, "wall_seconds": round(time.monotonic() - started, 2),
+            "budget_seconds": 60 * cfg.budget_minutes or None,
+            "resolution": trainer.stage[0]}
 
 
 def save_samples(trainer: Trainer, run: Path, writer) -> Path:

@@ -97,7 +97,8 @@ def augment(images: torch.Tensor, generator: torch.Generator | None = None,
     Hue and saturation are left alone on purpose: the labels are colours.
     """
     b, _, h, w = images.shape
-    flip = torch.rand(b, generator=generator) < 0.5
+    dev = images.device  # the random numbers come from the (CPU) generator, then move: same draws on any device
+    flip = (torch.rand(b, generator=generator) < 0.5).to(dev)
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)
     # Random crop as an affine sampling grid: one batched op instead of a Python loop.
     scale = min_scale + (1 - min_scale) * torch.rand(b, generator=generator)
@@ -105,11 +106,11 @@ def augment(images: torch.Tensor, generator: torch.Generator | None = None,
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = scale
     theta[:, :, 2] = shift
-    grid = F.affine_grid(theta, (b, 3, h, w), align_corners=False)
+    grid = F.affine_grid(theta.to(dev, images.dtype), (b, 3, h, w), align_corners=False)
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     # Brightness: the same offset on all three channels keeps hue unchanged.
     offset = brightness * (2 * torch.rand(b, 1, 1, 1, generator=generator) - 1)
-    return (images + offset).clamp(0, 1)
+    return (images + offset.to(dev, images.dtype)).clamp(0, 1)
 
 
 class AnimeTagsDataset(Dataset):
