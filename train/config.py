@@ -91,7 +91,7 @@ class TrainConfig:
     export_every_minutes: float = 0.0  # also export the EMA generator this often (0 = only at the end)
     num_samples: int = 8  # fixed samples in the grids
     run_dir: str = "runs/default"  # relative to the repo root unless absolute
-    # --- a time-boxed run on a lent GPU (issue 12): data pack, wall-clock budget, CUDA speed switches ---
+    # --- a time-boxed run on a lent GPU (scripts/device_train.sh): data pack, wall-clock budget, CUDA speed switches ---
     pack: str = ""  # `python -m train.pack` file (relative to the repo root); replaces the folder fields above
     budget_minutes: float = 0.0  # stop training this long after `train` starts, data loading included (0 = no limit)
     stage_fractions: tuple[float, ...] = ()  # with a budget: each stage but the last gets this share of it (() = stage_images)
