@@ -82,3 +82,23 @@ def crowd(rows: int = 5, cols: int = 10, cell: int = 250, seed: int = 0) -> tupl
         image.paste(face.resize((side, side)), (x, y))
         squares.append((x, y, x + side, y + side))
     return image, sorted(squares, key=lambda b: b[0] - b[2])
+
+
+def write_smooth_images(folder: Path, n: int, size: int, seed: int) -> list[str]:
+    """n PNGs of smooth random images (a colour gradient plus a blob), so reconstruction has something to learn."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    names = []
+    for i in range(n):
+        c0, c1, c2 = torch.rand(3, 3, 1, 1, generator=g)
+        cy, cx = torch.rand(2, generator=g)
+        blob = torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.05)
+        img = (c0 * yy + c1 * (1 - yy)) * (1 - blob) + c2 * blob  # (3, H, W)
+        arr = (img.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+        name = f"{i:03d}.png"
+        Image.fromarray(arr).save(folder / name)
+        names.append(name)
+    return names

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from samples import write_smooth_images
 from train.config import ConfigError, load_config
 from train.device import MAX_FILE, MAX_FILES, compact_state, join_parts, write_parts
 from train.engine import Trainer, stage_at_time
@@ -26,31 +27,14 @@ REPO = Path(__file__).resolve().parent.parent
 TAGGER = REPO / "checkpoints" / "tagger"
 
 
-def _write_images(folder: Path, n: int, size: int, seed: int) -> list[str]:
-    """Smooth random images: a vertical colour gradient with a bright blob."""
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
-    names = []
-    for i in range(n):
-        c0, c1, c2 = torch.rand(3, 3, 1, 1, generator=g)
-        cy, cx = torch.rand(2, generator=g)
-        blob = torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.05)
-        img = (c0 * yy + c1 * (1 - yy)) * (1 - blob) + c2 * blob
-        Image.fromarray((img.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()).save(folder / f"{i:03d}.png")
-        names.append(f"{i:03d}.png")
-    return names
-
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     """gpu-128's folder layout (selfie2anime, anime_tags) with a few synthetic images; no CelebA."""
     root = tmp_path_factory.mktemp("data")
-    _write_images(root / "selfie2anime" / "trainA", 12, 40, seed=1)
-    _write_images(root / "selfie2anime" / "trainB", 12, 40, seed=2)
-    names = _write_images(root / "anime_tags" / "images", 12, 40, seed=3)
+    write_smooth_images(root / "selfie2anime" / "trainA", 12, 40, seed=1)
+    write_smooth_images(root / "selfie2anime" / "trainB", 12, 40, seed=2)
+    names = write_smooth_images(root / "anime_tags" / "images", 12, 40, seed=3)
     with (root / "anime_tags" / "tags.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["file", "split", "hair_color", "eye_color", *BINARY_TAGS])

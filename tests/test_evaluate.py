@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_train import _write_images
+from samples import write_smooth_images
 from train.evaluate import EVAL_TAGGER, FEATNET, _fd_triplet, main
 from twingan.checkpoint import load_pretrained, save_pretrained
 from twingan.config import TwinGANConfig
@@ -26,9 +26,9 @@ DATA = Path(os.environ.get("TWINGAN_DATA") or Path(__file__).resolve().parent.pa
 @pytest.fixture()
 def setup(tmp_path) -> dict:
     data = tmp_path / "data"
-    _write_images(data / "selfie2anime" / "testA", 6, 16, seed=3)
-    _write_images(data / "selfie2anime" / "testB", 6, 16, seed=4)
-    names = _write_images(data / "anime_tags" / "images", 12, 16, seed=5)
+    write_smooth_images(data / "selfie2anime" / "testA", 6, 16, seed=3)
+    write_smooth_images(data / "selfie2anime" / "testB", 6, 16, seed=4)
+    names = write_smooth_images(data / "anime_tags" / "images", 12, 16, seed=5)
     with (data / "anime_tags" / "tags.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["file", "split", "hair_color", "eye_color", *BINARY_TAGS])

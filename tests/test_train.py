@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from samples import write_smooth_images
 from train.config import ConfigError, load_config
 from train.data import DataError, load_domains
 from train.engine import Trainer, stage_at
@@ -24,25 +25,6 @@ from twingan.vocab import BINARY_TAGS, DEFAULT_VOCAB
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _write_images(folder: Path, n: int, size: int, seed: int) -> list[str]:
-    """Smooth random images (a colour gradient plus a blob), so reconstruction has something to learn."""
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
-    names = []
-    for i in range(n):
-        c0, c1, c2 = torch.rand(3, 3, 1, 1, generator=g)
-        cy, cx = torch.rand(2, generator=g)
-        blob = torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.05)
-        img = (c0 * yy + c1 * (1 - yy)) * (1 - blob) + c2 * blob  # (3, H, W)
-        arr = (img.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
-        name = f"{i:03d}.png"
-        Image.fromarray(arr).save(folder / name)
-        names.append(name)
-    return names
-
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
@@ -51,8 +33,8 @@ def data_root(tmp_path_factory) -> Path:
 
 def write_data(root: Path) -> Path:
     """16 human images (20 px) and 16 tagged anime images (16 px) under root."""
-    _write_images(root / "human", 16, 20, seed=1)  # non-square sources are cropped; 20 px exercises resizing
-    names = _write_images(root / "anime" / "images", 16, 16, seed=2)
+    write_smooth_images(root / "human", 16, 20, seed=1)  # non-square sources are cropped; 20 px exercises resizing
+    names = write_smooth_images(root / "anime" / "images", 16, 16, seed=2)
     with (root / "anime" / "tags.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["file", "split", "hair_color", "eye_color", *BINARY_TAGS])
