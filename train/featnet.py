@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from train.data import decode_images, list_images
+from train.tagger import adamw_one_cycle
 from train.tags_data import augment, celeba_split, read_tags_csv
 from twingan.checkpoint import load_pretrained, save_pretrained
 from twingan.featnet import FeatureNet, FeatureNetConfig, contrastive_loss
@@ -84,9 +85,7 @@ def train(model: FeatureNet, images: torch.Tensor, args) -> list[float]:
     """AdamW + one-cycle over `args.epochs` on uint8 images (N, 3, R, R); mean loss per epoch."""
     gen = torch.Generator().manual_seed(args.seed)
     steps_per_epoch = len(images) // args.batch_size
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
-                                                pct_start=0.15)
+    opt, sched = adamw_one_cycle(model, args, args.epochs * steps_per_epoch)
     history = []
     for epoch in range(args.epochs):
         model.train()

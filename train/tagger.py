@@ -96,13 +96,17 @@ def _get(dataset, idx: torch.Tensor) -> dict:
     return batch
 
 
+def adamw_one_cycle(model, args, total_steps: int):
+    """AdamW (args.lr, args.weight_decay) with a one-cycle schedule over `total_steps` (15% warm-up)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total_steps, pct_start=0.15)
+
+
 def train_model(model, train_set, args, loss_fn) -> list[float]:
     """AdamW + one-cycle schedule over `args.epochs`; returns the mean train loss per epoch."""
     gen = torch.Generator().manual_seed(args.seed)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
-                                                pct_start=0.15)
+    opt, sched = adamw_one_cycle(model, args, args.epochs * steps_per_epoch)
     history = []
     for epoch in range(args.epochs):
         model.train()
