@@ -265,6 +265,9 @@ class Trainer:
                      fake_tags=fake_tags, fake_hair=fake_hair, fake_eye=fake_eye)
         shard = slice(self.rank, None, self.world)
         batch = {k: v[shard].to(self.device, non_blocking=True) for k, v in batch.items()}
+        if self.cfg.w_shift:  # one shift for the whole step, drawn last so runs without it draw as before
+            reach = max(1, resolution // 8)
+            batch["shift"] = tuple(torch.randint(-reach, reach + 1, (2,), generator=self.rng).tolist())
         if self.cfg.channels_last:
             batch["xs"] = batch["xs"].contiguous(memory_format=torch.channels_last)
             batch["xt"] = batch["xt"].contiguous(memory_format=torch.channels_last)
@@ -352,6 +355,13 @@ class Trainer:
                 # latent term alone does not force once the latent has collapsed.
                 logs["cycle"] = cycle = (m.decode(z_fake, s_fake, src, batch["src_tags"]) - batch["xs"]).abs().mean()
                 loss = loss + cfg.w_cycle * cycle
+            if cfg.w_shift:
+                # The anime face must move with the person: a translation that draws its eyes (or a grid)
+                # at the same place for every input does not.
+                dy, dx = batch["shift"]
+                moved = m.decode(*m.encode(losses.shift(batch["xs"], dy, dx), src), tgt, batch["fake_tags"])
+                logs["shift"] = shift = losses.shift_consistency(moved, gen["fake_t"], dy, dx)
+                loss = loss + cfg.w_shift * shift
             if fake_tags is not None and cfg.w_tag_d:
                 logs["g_tag"] = g_tag = losses.tag_loss(
                     fake_tags.float(), batch["fake_hair"], batch["fake_eye"], batch["fake_tags"],

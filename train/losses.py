@@ -106,3 +106,29 @@ def feature_alignment(source_levels: list[torch.Tensor], target_levels: list[tor
     """
     return sum(feature_moments(s.flatten(1).float(), t.flatten(1).float())
                for s, t in zip(source_levels, target_levels)) / len(source_levels)
+
+
+def shift(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Move the content of (B, C, H, W) images down by dy and right by dx pixels (negative: up, left);
+    the uncovered border repeats the edge pixels."""
+    p = max(abs(dy), abs(dx))
+    if p == 0:
+        return images
+    h, w = images.shape[-2:]
+    padded = F.pad(images, (p, p, p, p), mode="replicate")
+    return padded[..., p - dy:p - dy + h, p - dx:p - dx + w]
+
+
+def shift_consistency(moved_out: torch.Tensor, out: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """L1 between f(shift(x)) = `moved_out` and shift(f(x)) = `out` moved by (dy, dx), over the pixels
+    both define (the border that `shift` filled is left out).
+
+    Zero for any f that commutes with shifts; a picture that f paints at the same place whatever the
+    input (a grid, eyes drawn where no input has them) does not move with the input and is penalised.
+    """
+    h, w = out.shape[-2:]
+    if abs(dy) >= h or abs(dx) >= w:
+        raise ValueError(f"shift ({dy}, {dx}) leaves no overlap in a {h}x{w} image")
+    moved = moved_out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)]
+    still = out[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return (moved - still).abs().mean()
