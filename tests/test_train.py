@@ -480,3 +480,15 @@ def test_cpu_recipe_script_runs_its_phases_in_one_run_folder(data_root, tmp_path
     saved = json.loads((run / "config.json").read_text())
     assert (saved["w_shift"], saved["w_tagger"], saved["uniform_color_prob"]) == (5.0, 2.0, 1.0)
     assert load_pretrained(TwinGAN, run / "export").resolution == 16
+
+
+@pytest.mark.parametrize("eyes", [False, True])
+def test_readme_figures_from_the_bundled_checkpoint(tmp_path, eyes):
+    from PIL import Image
+
+    from train.figures import CELL, LABEL, main
+
+    out = tmp_path / "grid.png"
+    assert main(["--out", str(out), *(["--eyes"] if eyes else [])]) == 0
+    columns = 1 + 10 if eyes else 2 + 12  # input, (own hair,) one per colour of the vocabulary
+    assert Image.open(out).size == (columns * CELL, LABEL + 2 * CELL)  # one row per example photo

@@ -1,7 +1,9 @@
-"""The README's results grid, made from a checkpoint: each input's face crop, its anime portrait,
-and the same face in every hair colour of the vocabulary.
+"""The README's results grids, made from a checkpoint: each input's face crop, its anime portrait,
+and the same face in every hair colour of the vocabulary (or, with --eyes, the band of the portrait
+that holds the eyes, enlarged, in every eye colour).
 
     python -m train.figures --checkpoint checkpoints/twingan-selfie2anime --out docs/results.png
+    python -m train.figures --eyes --out docs/eyes.png
     python -m train.figures --selfies ../shared/data/selfie2anime/testA --count 6 --out runs/figures/testA.png
 
 The default inputs are the public-domain example photos in examples/. A grid made from the
@@ -37,6 +39,12 @@ def grid(rows: list[list[Image.Image]], captions: list[str]) -> Image.Image:
     return sheet
 
 
+def eye_band(portrait: Image.Image) -> Image.Image:
+    """The square around the middle of the portrait's upper half, where the model draws the eyes."""
+    w, h = portrait.size
+    return portrait.crop((w // 4, h // 5, 3 * w // 4, h // 5 + w // 2))
+
+
 def input_crops(pipeline: TranslationPipeline, photos: list[Path], selfies: Path | None, count: int):
     """One face crop per input: the largest detected face of a photo, or a pre-cropped selfie as is."""
     if selfies is not None:
@@ -60,25 +68,34 @@ def main(argv: list[str] | None = None) -> int:
                         default=sorted((ROOT / "examples").glob("*.png")), help="photos to detect faces in")
     parser.add_argument("--selfies", type=Path, help="a folder of already cropped selfies (instead of --photos)")
     parser.add_argument("--count", type=int, default=6, help="how many selfies from --selfies")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results.png")
+    parser.add_argument("--eyes", action="store_true", help="vary the eye colour instead; show the eye band")
+    parser.add_argument("--out", type=Path, default=None, help="default docs/results.png (docs/eyes.png with --eyes)")
     args = parser.parse_args(argv)
+    out = args.out or ROOT / "docs" / ("eyes.png" if args.eyes else "results.png")
     try:
         pipeline = TranslationPipeline.load(args.checkpoint, device="cpu")
         crops = input_crops(pipeline, args.photos, args.selfies, args.count)
     except (CheckpointError, ImageError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    hair_colors = list(pipeline.vocab.hair)
     default = pipeline.default_hair
     rows = []
-    for crop in crops:
-        own = pipeline.translate_crops([crop], hair=default)[0]
-        recoloured = [pipeline.translate_crops([crop], hair=h)[0].anime_raw for h in hair_colors]
-        rows.append([crop.image, own.anime_raw, *recoloured])
-    captions = ["input", "own hair" if default == KEEP else "no tags", *hair_colors]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    grid(rows, captions).save(args.out)
-    print(f"wrote {args.out} ({len(rows)} inputs x {len(captions)} columns)")
+    if args.eyes:
+        colours = list(pipeline.vocab.eye)
+        for crop in crops:
+            portraits = [pipeline.translate_crops([crop], hair=default, eye=e)[0].anime_raw for e in colours]
+            rows.append([crop.image, *[eye_band(p) for p in portraits]])
+        captions = ["input", *colours]
+    else:
+        colours = list(pipeline.vocab.hair)
+        for crop in crops:
+            own = pipeline.translate_crops([crop], hair=default)[0]
+            recoloured = [pipeline.translate_crops([crop], hair=h)[0].anime_raw for h in colours]
+            rows.append([crop.image, own.anime_raw, *recoloured])
+        captions = ["input", "own hair" if default == KEEP else "no tags", *colours]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid(rows, captions).save(out)
+    print(f"wrote {out} ({len(rows)} inputs x {len(captions)} columns)")
     return 0
 
 
