@@ -6,8 +6,9 @@
 # 1. cpu-align from scratch to PHASE1_IMAGES (57,500: 16 -> 32 -> 64 px, about 2 h);
 # 2. the frozen tagger's CE doubled and every hair/eye colour drawn uniformly, to PHASE2_IMAGES
 #    (72,000), for the rare eye colours;
-# 3. plus the shift consistency loss (w_shift) to TOTAL_IMAGES (110,000), against eyes and lines
-#    drawn at the same place for every input.
+# 3. plus the shift consistency loss (w_shift=5), against eyes and lines drawn at the same place for
+#    every input, to PHASE3_IMAGES (87,000);
+# 4. the same with w_shift=15 to TOTAL_IMAGES (120,000).
 # key=value overrides go to every phase; each phase's own settings win over them. Each phase resumes
 # RUN_DIR/checkpoint.pt, so the script can be stopped and started again: a phase whose images were
 # already seen ends at once. The export is RUN_DIR/export (`python -m train.evaluate RUN_DIR/export`).
@@ -21,5 +22,7 @@ if [ -f "$RUN_DIR/checkpoint.pt" ]; then resume=(--resume); fi
 "$PYTHON" -m train --config cpu-align "$@" run_dir="$RUN_DIR" total_images="${PHASE1_IMAGES:-57500}" "${resume[@]}"
 "$PYTHON" -m train --config cpu-align "$@" run_dir="$RUN_DIR" total_images="${PHASE2_IMAGES:-72000}" \
   w_tagger=2.0 uniform_color_prob=1.0 --resume
-"$PYTHON" -m train --config cpu-align "$@" run_dir="$RUN_DIR" total_images="${TOTAL_IMAGES:-110000}" \
+"$PYTHON" -m train --config cpu-align "$@" run_dir="$RUN_DIR" total_images="${PHASE3_IMAGES:-87000}" \
   w_tagger=2.0 uniform_color_prob=1.0 w_shift=5.0 --resume
+"$PYTHON" -m train --config cpu-align "$@" run_dir="$RUN_DIR" total_images="${TOTAL_IMAGES:-120000}" \
+  w_tagger=2.0 uniform_color_prob=1.0 w_shift=15.0 --resume

@@ -40,7 +40,7 @@ def grid(rows: list[list[Image.Image]], captions: list[str]) -> Image.Image:
 
 
 def eye_band(portrait: Image.Image) -> Image.Image:
-    """The square around the middle of the portrait's upper half, where the model draws the eyes."""
+    """The centred square of half the portrait's width, from a fifth of its height down: where the eyes are drawn."""
     w, h = portrait.size
     return portrait.crop((w // 4, h // 5, 3 * w // 4, h // 5 + w // 2))
 
