@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from train.config import default_data_root
 from train.tags_data import HUMAN_HAIR_CLASSES, CelebAHairDataset, TagsDataError
 from twingan.checkpoint import CheckpointError, load_pretrained
+from twingan.layers import resize_square
 from twingan.pipeline import DEFAULT_HAIR_CLASSIFIER, HAIR_MIN_CONFIDENCE, is_greyscale
 from twingan.tagger import HumanHairClassifier
 
@@ -47,8 +48,7 @@ def greyscale(images: torch.Tensor) -> torch.Tensor:
 def small_face(images: torch.Tensor, side: int = SMALL_FACE) -> torch.Tensor:
     """Shrink to side x side and upscale back (bicubic, as crop_face would upscale a small face)."""
     size = images.shape[-1]
-    small = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
-    return F.interpolate(small, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+    return F.interpolate(resize_square(images, side), size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
 
 
 def app_framing(root: Path, files: list[str], resolution: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -67,11 +67,8 @@ def app_framing(root: Path, files: list[str], resolution: int) -> tuple[torch.Te
         except NoFaceError:
             continue
 
-    def resized(images):
-        return F.interpolate(_to_tensor(images), size=(resolution, resolution), mode="bilinear",
-                             antialias=True, align_corners=False)
-
-    return resized([c.image for c in crops]), resized([c.context for c in crops]), kept
+    return (resize_square(_to_tensor([c.image for c in crops]), resolution),
+            resize_square(_to_tensor([c.context for c in crops]), resolution), kept)
 
 
 def group_report(probs: torch.Tensor, labels: torch.Tensor, floor: float) -> dict:

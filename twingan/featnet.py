@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from twingan.layers import resize_square
+
 
 @dataclass
 class FeatureNetConfig:
@@ -64,10 +66,7 @@ class FeatureNet(nn.Module):
         """Pooled features (B, channels[-1]) for the Frechet distance."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
-        r = self.config.resolution
-        if images.shape[-2:] != (r, r):
-            images = F.interpolate(images, size=(r, r), mode="bilinear", align_corners=False, antialias=True)
-        h = self.stages(self.stem(images * 2 - 1))  # (B, C, R/32, R/32)
+        h = self.stages(self.stem(resize_square(images, self.config.resolution) * 2 - 1))  # (B, C, R/32, R/32)
         return h.mean(dim=(2, 3))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Small layers with one job each: per-domain normalisation, pixel norm, the conv unit."""
+"""Small layers with one job each: per-domain normalisation, pixel norm, the conv unit, the square resize."""
 
 from __future__ import annotations
 
@@ -59,6 +59,13 @@ class DomainNorm(nn.Module):
 def _per_channel(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """(C,) or (B, C) -> broadcastable against x (B, C, H, W)."""
     return v[None, :, None, None] if v.ndim == 1 else v[:, :, None, None]
+
+
+def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, size, size), antialiased bilinear; as is when already that size."""
+    if images.shape[-2:] == (size, size):
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
 def pixel_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from twingan.layers import resize_square
 from twingan.vocab import DEFAULT_VOCAB, TagVocab
 
 
@@ -211,10 +212,7 @@ def high_pass(images: torch.Tensor, size: int = 64, sigma: float = 2.0) -> torch
     """(N, 3, H, W) in [0, 1] -> (N, size, size): grey at `size` px minus its Gaussian blur (sigma px)."""
     from torchvision.transforms.functional import gaussian_blur
 
-    grey = images.float().mean(1, keepdim=True)
-    if grey.shape[-2:] != (size, size):
-        grey = torch.nn.functional.interpolate(grey, size=(size, size), mode="bilinear", align_corners=False,
-                                               antialias=True)
+    grey = resize_square(images.float().mean(1, keepdim=True), size)
     radius = int(np.ceil(3 * sigma))
     return (grey - gaussian_blur(grey, [2 * radius + 1] * 2, [sigma, sigma]))[:, 0]
 
@@ -246,11 +244,7 @@ class TwoSampleCNN(torch.nn.Module):
         self.head = torch.nn.Linear(c_in, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        r = self.resolution
-        if images.shape[-2:] != (r, r):
-            images = torch.nn.functional.interpolate(images, size=(r, r), mode="bilinear", align_corners=False,
-                                                     antialias=True)
-        return self.head(self.convs(images * 2 - 1).mean(dim=(2, 3))).squeeze(1)
+        return self.head(self.convs(resize_square(images, self.resolution) * 2 - 1).mean(dim=(2, 3))).squeeze(1)
 
 
 def classifier_two_sample_test(a: torch.Tensor, b: torch.Tensor, steps: int = 400, batch: int = 32,

@@ -29,6 +29,7 @@ from PIL import Image
 from twingan.checkpoint import LOCAL_CHECKPOINTS, WEIGHTS_NAME, CheckpointError, load_pretrained, resolve_checkpoint
 from twingan.faces import CELEBA_MARGINS, FaceCrop, FaceCropper, crop_face, paste_back
 from twingan.images import ImageSource, load_image, square_crop
+from twingan.layers import resize_square
 from twingan.lookalikes import LatentIndex, Lookalike
 from twingan.model import TwinGAN
 from twingan.tagger import HumanHairClassifier, Tagger
@@ -334,10 +335,7 @@ class TranslationPipeline:
 
     def _model_size(self, x: torch.Tensor, res: int | None = None) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, R, R) at the model's resolution, or `res` (antialiased bilinear)."""
-        res = res or self.model.config.resolution
-        if x.shape[-2:] == (res, res):
-            return x
-        return F.interpolate(x, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
+        return resize_square(x, res or self.model.config.resolution)
 
     def upscale(self, image: Image.Image) -> Image.Image:
         if image.width == self.display_size:

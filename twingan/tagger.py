@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from twingan.layers import resize_square
 from twingan.vocab import BINARY_TAGS, EYE_COLORS, HAIR_COLORS, TagVocab
 
 
@@ -57,10 +57,7 @@ class ConvEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
-        if images.shape[-2:] != (self.resolution, self.resolution):
-            images = F.interpolate(images, size=(self.resolution, self.resolution), mode="bilinear",
-                                   align_corners=False, antialias=True)
-        x = self.convs(images * 2 - 1)  # (B, C, R/2^k, R/2^k)
+        x = self.convs(resize_square(images, self.resolution) * 2 - 1)  # (B, C, R/2^k, R/2^k)
         return self.project(x.mean(dim=(2, 3)))  # (B, feature_dim)
 
 
