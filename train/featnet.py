@@ -19,18 +19,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from train.config import default_data_root
 from train.data import decode_images, list_images
 from train.tagger import adamw_one_cycle
 from train.tags_data import augment, celeba_split, read_tags_csv
 from twingan.checkpoint import load_pretrained, save_pretrained
 from twingan.featnet import FeatureNet, FeatureNetConfig, contrastive_loss
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.featnet", description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data", help="data root")
+    p.add_argument("--data", type=Path, default=Path(default_data_root()),
+                   help="data root (default $TWINGAN_DATA or ../shared/data)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=1)
