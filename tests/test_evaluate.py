@@ -4,6 +4,7 @@ the direction of each independent metric on real and synthetic cases."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 from pathlib import Path
@@ -38,15 +39,18 @@ def setup(tmp_path) -> dict:
     torch.manual_seed(0)
     model = TwinGAN(TwinGANConfig(resolution=16, base_channels=32, max_channels=16, norm="instance", tag_embed_dim=8))
     judge = Tagger(TaggerConfig(resolution=16, channels=(8, 16), feature_dim=8))
+    second = Tagger(TaggerConfig(resolution=16, channels=(8, 16), feature_dim=8, encoder="residual"))
     featnet = FeatureNet(FeatureNetConfig(resolution=16, channels=(8, 8), groups=4))
     return {"data": data, "model": save_pretrained(model, tmp_path / "model"),
             "judge": save_pretrained(judge.eval(), tmp_path / "judge"),
+            "second": save_pretrained(second.eval(), tmp_path / "second"),
             "featnet": save_pretrained(featnet.eval(), tmp_path / "featnet"), "tmp": tmp_path}
 
 
 def _args(setup: dict, *extra: str) -> list[str]:
     return [str(setup["model"]), "--data", str(setup["data"]), "--judge", str(setup["judge"]),
-            "--featnet", str(setup["featnet"]), "--two-sample-steps", "3", *extra]
+            "--featnet", str(setup["featnet"]), "--second-judge", str(setup["second"]), "--two-sample-steps", "3",
+            *extra]
 
 
 def test_evaluate_writes_metrics_and_grid(setup, capsys):
@@ -56,9 +60,9 @@ def test_evaluate_writes_metrics_and_grid(setup, capsys):
     assert m["n_selfies"] == 6 and m["n_anime_reference"] == 18 - 6
     assert set(m["hair_per_colour"]) == set(DEFAULT_VOCAB.hair) and set(m["eye_per_colour"]) == set(DEFAULT_VOCAB.eye)
     # Every colour is requested for all 6 selfies, so the overall accuracy is the mean over colours.
-    for group in ("hair", "eye"):
-        per = m[f"{group}_per_colour"].values()
-        assert m[f"{group}_accuracy"] == pytest.approx(sum(per) / len(per))
+    for group, suffix in itertools.product(("hair", "eye"), ("", "_second")):  # both judges read the same images
+        per = m[f"{group}_per_colour{suffix}"].values()
+        assert m[f"{group}_accuracy{suffix}"] == pytest.approx(sum(per) / len(per))
         assert all(v * 6 == pytest.approx(round(v * 6)) for v in per)  # k of 6 selfies
     for prefix in ("", "indep_"):
         fd, lo, hi = m[f"{prefix}fd"], m[f"{prefix}fd_floor"], m[f"{prefix}fd_ceiling"]
@@ -72,13 +76,15 @@ def test_evaluate_writes_metrics_and_grid(setup, capsys):
     assert out.with_suffix(".png").is_file()
     table = capsys.readouterr().out
     assert "two-sample test" in table and "trained against: tagger-eval FD" in table and "hair colour control" in table
+    assert "read by tagger-eval-residual" in table and m["second_judge"] == str(setup["second"])
 
 
 def test_quick_skips_the_two_sample_test(setup, capsys):
     out = setup["tmp"] / "quick.json"
-    assert main([*_args(setup), "--quick", "--out", str(out)]) == 0
+    assert main([*_args(setup), "--quick", "--second-judge", "none", "--out", str(out)]) == 0
     m = json.loads(out.read_text())
     assert "two_sample_accuracy" not in m and "indep_fd" in m
+    assert "eye_accuracy" in m and "eye_accuracy_second" not in m
     assert "two-sample test" not in capsys.readouterr().out
 
 

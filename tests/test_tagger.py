@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,9 @@ def test_vocab_round_trip():
 
 # --- model --------------------------------------------------------------------------------------
 
-def test_tagger_shapes_and_probabilities():
-    model = Tagger(TINY).eval()
+@pytest.mark.parametrize("encoder", ["conv", "residual"])
+def test_tagger_shapes_and_probabilities(encoder):
+    model = Tagger(replace(TINY, encoder=encoder)).eval()
     images = torch.rand(3, 3, 50, 40)  # any size: resized internally
     out = model(images)
     v = model.vocab
@@ -60,13 +62,19 @@ def test_tagger_shapes_and_probabilities():
         model(torch.rand(3, 32, 32))
 
 
-def test_save_load_round_trip_identical(tmp_path):
-    model = Tagger(TINY).eval()
+@pytest.mark.parametrize("encoder", ["conv", "residual"])
+def test_save_load_round_trip_identical(tmp_path, encoder):
+    model = Tagger(replace(TINY, encoder=encoder)).eval()
     save_pretrained(model, tmp_path / "t")
     loaded = load_pretrained(Tagger, tmp_path / "t")
     x = torch.rand(2, 3, 32, 32)
     torch.testing.assert_close(loaded.tag_probs(x), model.tag_probs(x), rtol=0, atol=0)
     assert loaded.config == model.config
+
+
+def test_unknown_encoder_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown tagger encoder 'vit'; choose one of: conv, residual"):
+        Tagger(replace(TINY, encoder="vit"))
 
 
 @pytest.mark.parametrize("favoured", ["black", "brown", "silver"])
@@ -279,12 +287,13 @@ def test_real_tags_csv_reads():
 
 
 @needs_anime
-@pytest.mark.skipif(not (REPO / "checkpoints" / "tagger" / "model.safetensors").is_file(),
-                    reason="checkpoints/tagger not trained yet")
-def test_shipped_tagger_reads_hair_colour():
+@pytest.mark.parametrize("name", ["tagger", "tagger-eval", "tagger-eval-residual"])
+def test_shipped_tagger_reads_hair_colour(name):
     from train.tags_data import AnimeTagsDataset
 
-    model = load_pretrained(Tagger, REPO / "checkpoints" / "tagger")
+    if not (REPO / "checkpoints" / name / "model.safetensors").is_file():
+        pytest.skip(f"checkpoints/{name} not trained yet")
+    model = load_pretrained(Tagger, REPO / "checkpoints" / name)
     test = AnimeTagsDataset(DATA / "anime_tags", "test", model.config.resolution, limit=200)
     report = train_tagger.evaluate_tagger(model, test)
     assert report["hair"]["top1"] > 0.8

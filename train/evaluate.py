@@ -8,14 +8,16 @@ Headline: measures that no training loss and no data filter has seen.
   and half of an equal number of real anime test faces, scores the other halves
   (`twingan.metrics.classifier_two_sample_test`); 50% means it cannot tell them apart.
 - independent Frechet distance (FD) in the features of `checkpoints/featnet-eval`, a residual net
-  trained self-supervised (rotation prediction) for evaluation only: translated test selfies vs
+  trained self-supervised (contrastive, SimCLR) for evaluation only: translated test selfies vs
   real anime test faces, with the floor (held-out real anime vs the same reference) and the ceiling
   (raw selfies); all three use the same number of images, so their small-sample bias is the same.
   `fraction` = (FD - floor) / (ceiling - floor): 0 is as good as real anime, 1 as far as selfies.
 - fixed-pattern share (`twingan.metrics.fixed_pattern_share`) of the translations with one tag vector
   for all inputs, beside that of as many real anime faces: a grid drawn over every output scores high.
 - hair / eye colour control: every test selfie translated with every colour; accuracy of
-  `checkpoints/tagger-eval`'s top colour, overall and per colour.
+  `checkpoints/tagger-eval`'s top colour, overall and per colour (the gated reading). tagger-eval
+  shares the training tagger's architecture and data, so the same translations are also read by
+  `checkpoints/tagger-eval-residual`, a GroupNorm residual net: what fools one need not fool the other.
 - input dependence (no network involved): every test selfie translated with one fixed tag vector;
   how often its grey low-resolution layout picks out its own input among all test selfies
   (`twingan.metrics.input_retrieval`), and how much the outputs vary at all.
@@ -39,6 +41,7 @@ from train.data import decode_images, list_images
 from twingan.vocab import TagVocab
 
 EVAL_TAGGER = REPO_ROOT / "checkpoints" / "tagger-eval"
+EVAL_TAGGER_RESIDUAL = REPO_ROOT / "checkpoints" / "tagger-eval-residual"
 FEATNET = REPO_ROOT / "checkpoints" / "featnet-eval"
 TWO_SAMPLE_STEPS = 400  # Adam steps of the two-sample CNN: 131 s wall on one thread of a loaded 2-core machine
 # Issue 11's quality gates: metric -> (direction, threshold). tests/test_shipped_checkpoint.py checks them.
@@ -132,11 +135,12 @@ def _fd_triplet(features, translated: torch.Tensor, held_out: torch.Tensor, self
 
 @torch.no_grad()
 def evaluate(model, judge, sets: dict, seed: int = 0, featnet=None,
-             two_sample_steps: int = TWO_SAMPLE_STEPS) -> tuple[dict, dict]:
+             two_sample_steps: int = TWO_SAMPLE_STEPS, second_judge=None) -> tuple[dict, dict]:
     """All metrics as a dict, plus the tensors for the grid.
 
     `featnet` (a `twingan.featnet.FeatureNet`) gives the independent FD; `two_sample_steps` = 0
-    skips the two-sample test (its CNN is the one slow part).
+    skips the two-sample test (its CNN is the one slow part); `second_judge` (a Tagger of another
+    architecture) reads the colour control translations too, as `*_accuracy_second` keys.
     """
     from twingan.metrics import classifier_two_sample_test, control_accuracy, fixed_pattern_share, input_retrieval
 
@@ -168,17 +172,21 @@ def evaluate(model, judge, sets: dict, seed: int = 0, featnet=None,
     # has its architecture, objective and data, so this FD measures what training optimised.
     out.update(_fd_triplet(judge.features, translated, held_out, selfies, reference))
     for group, names, sl in (("hair", vocab.hair, vocab.hair_slice), ("eye", vocab.eye, vocab.eye_slice)):
-        requested, probs = [], []
+        requested, probs, probs2 = [], [], []
         for c in range(len(names)):
             t = tags.clone()
             t[:, sl] = 0
             t[:, sl.start + c] = 1
             x = batched(lambda x, tt: model.translate(x, "human", "anime", tt), selfies, t)
             probs.append(batched(judge.tag_probs, x))
+            if second_judge is not None:
+                probs2.append(batched(second_judge.tag_probs, x))
             requested.append(torch.full((n,), c))
-        acc = control_accuracy(torch.cat(requested), torch.cat(probs), vocab, group)
-        out[f"{group}_accuracy"] = acc["accuracy"]
-        out[f"{group}_per_colour"] = acc["per_class"]
+        for suffix, read in (("", probs), ("_second", probs2)):
+            if read:
+                acc = control_accuracy(torch.cat(requested), torch.cat(read), vocab, group)
+                out[f"{group}_accuracy{suffix}"] = acc["accuracy"]
+                out[f"{group}_per_colour{suffix}"] = acc["per_class"]
     retrieval = input_retrieval(selfies, fixed)
     out.update({f"retrieval_{k}": v for k, v in retrieval.items()})
     out["spread"] = feature_spread(model, selfies, held_out)
@@ -238,6 +246,9 @@ def format_table(m: dict) -> str:
                  f"| {100 * m['hair_accuracy']:.1f}% |")
     lines.append(f"| eye colour control, {len(m['eye_per_colour'])} colours ({gate('eye_accuracy')}) "
                  f"| {100 * m['eye_accuracy']:.1f}% |")
+    if "eye_accuracy_second" in m:
+        lines.append(f"| hair / eye colour control read by tagger-eval-residual (another architecture) "
+                     f"| {100 * m['hair_accuracy_second']:.1f}% / {100 * m['eye_accuracy_second']:.1f}% |")
     lines.append(f"| input retrieval top-1 from the output's grey layout, chance {100 * m['retrieval_chance_top1']:.1f}% "
                  f"({gate('retrieval_top1')}) | {100 * m['retrieval_top1']:.1f}% |")
     lines.append(f"| median rank of the own input (of {m['n_selfies']}) | {m['retrieval_median_rank']:.0f} |")
@@ -252,11 +263,16 @@ def format_table(m: dict) -> str:
     lines.append(f"| reconstruction L1, anime | {m['recon_l1_anime']:.4f} |")
     per = ", ".join(f"{k} {100 * v:.0f}%" for k, v in m["hair_per_colour"].items())
     per_eye = ", ".join(f"{k} {100 * v:.0f}%" for k, v in m["eye_per_colour"].items())
-    return "\n".join(lines) + f"\n\nhair per colour: {per}\neye per colour: {per_eye}"
+    text = "\n".join(lines) + f"\n\nhair per colour: {per}\neye per colour: {per_eye}"
+    if "eye_per_colour_second" in m:
+        text += "\neye per colour, tagger-eval-residual: " + ", ".join(
+            f"{k} {100 * v:.0f}%" for k, v in m["eye_per_colour_second"].items())
+    return text
 
 
 def evaluate_checkpoint(checkpoint, data=None, judge=EVAL_TAGGER, featnet=FEATNET, limit: int = 0, seed: int = 0,
-                        two_sample_steps: int = TWO_SAMPLE_STEPS, out=None, grid=None) -> dict:
+                        two_sample_steps: int = TWO_SAMPLE_STEPS, out=None, grid=None,
+                        second_judge=EVAL_TAGGER_RESIDUAL) -> dict:
     """Load a checkpoint folder, evaluate it on the test splits and return the metrics dict.
 
     Writes the JSON to `out` and the comparison grid to `grid` (default: next to `out`) when `out`
@@ -268,18 +284,20 @@ def evaluate_checkpoint(checkpoint, data=None, judge=EVAL_TAGGER, featnet=FEATNE
     from twingan.model import TwinGAN
     from twingan.tagger import Tagger
 
-    if Path(judge).resolve() == (REPO_ROOT / "checkpoints" / "tagger").resolve():
-        raise ValueError("the training tagger cannot judge its own generator; pass checkpoints/tagger-eval")
+    for j in (judge, second_judge):
+        if j is not None and Path(j).resolve() == (REPO_ROOT / "checkpoints" / "tagger").resolve():
+            raise ValueError("the training tagger cannot judge its own generator; pass checkpoints/tagger-eval")
     data = Path(data or default_data_root())
     model = load_pretrained(TwinGAN, checkpoint)
     tagger = load_pretrained(Tagger, judge)
+    tagger2 = load_pretrained(Tagger, second_judge) if second_judge is not None else None
     features = load_pretrained(FeatureNet, featnet)
     if not data.is_dir():
         raise FileNotFoundError(f"data folder {data} not found (set --data or TWINGAN_DATA)")
     sets = load_test_sets(data, model.config.resolution, model.config.vocab, limit)
     t0 = time.time()
-    metrics, shown = evaluate(model, tagger, sets, seed, features, two_sample_steps)
-    metrics.update(checkpoint=str(checkpoint), judge=str(judge), featnet=str(featnet),
+    metrics, shown = evaluate(model, tagger, sets, seed, features, two_sample_steps, tagger2)
+    metrics.update(checkpoint=str(checkpoint), judge=str(judge), second_judge=str(second_judge), featnet=str(featnet),
                    resolution=model.config.resolution, seconds=time.time() - t0)
     if out is not None:
         out = Path(out)
@@ -294,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", help="exported TwinGAN folder (config.json + model.safetensors)")
     p.add_argument("--data", default=None, help="data root (default $TWINGAN_DATA or ../shared/data)")
     p.add_argument("--judge", default=str(EVAL_TAGGER), help="evaluation tagger (never the training one)")
+    p.add_argument("--second-judge", default=str(EVAL_TAGGER_RESIDUAL),
+                   help="evaluation tagger of another architecture; 'none' skips it")
     p.add_argument("--featnet", default=str(FEATNET), help="independent feature network for the FD")
     p.add_argument("--out", default=None, help="JSON file (default CHECKPOINT/eval.json)")
     p.add_argument("--grid", default=None, help="comparison grid PNG (default next to the JSON)")
@@ -310,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path(args.checkpoint) / "eval.json"
     try:
         metrics = evaluate_checkpoint(args.checkpoint, args.data, args.judge, args.featnet, args.limit, args.seed,
-                                      0 if args.quick else args.two_sample_steps, out, args.grid)
+                                      0 if args.quick else args.two_sample_steps, out, args.grid,
+                                      None if args.second_judge == "none" else args.second_judge)
     except (CheckpointError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--channels", type=int, nargs="+", default=None, help="per-stage widths (default: config's)")
+    p.add_argument("--encoder", choices=("conv", "residual"), default="conv",
+                   help="anime task: the tagger's encoder; residual = a judge of another architecture")
     p.add_argument("--balance", type=float, default=0.3,
                    help="class weight = (class frequency)^-balance; 0 = none, 1 = fully balanced")
     p.add_argument("--label-smoothing", type=float, default=0.1, help="eye labels are noisy")
@@ -225,8 +227,11 @@ def write_readme(out: Path, args: argparse.Namespace, report: dict, argv: list[s
         h, e = report["test"]["hair"], report["test"]["eye"]
         role = ("conditioning / auxiliary loss for GAN training" if args.seed == 0 else
                 "evaluation ONLY (a separately seeded judge, so a generator cannot learn to fool it)")
+        arch = ("plain conv-BN-ReLU CNN" if args.encoder == "conv" else
+                "GroupNorm residual CNN, another architecture than the training tagger's")
         lines = [f"# Anime tagger ({out.name})", "",
-                 f"Small CNN (`twingan.tagger.Tagger`, {report['params']:,} parameters, fp16 weights) that reads "
+                 f"Small {arch} (`twingan.tagger.Tagger`, encoder `{args.encoder}`, {report['params']:,} parameters, "
+                 "fp16 weights) that reads "
                  "hair colour (softmax, 12), eye colour (softmax, 10) and 11 binary tags off an anime face. "
                  f"Use: {role}.", "",
                  "Data: `shared/data/anime_tags` (Getchu faces tagged with illustration2vec), split `train` "
@@ -271,7 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
     channels = {"channels": tuple(args.channels)} if args.channels else {}
     t0 = time.time()
     if args.task == "anime":
-        config = TaggerConfig(resolution=args.resolution, **channels)
+        config = TaggerConfig(resolution=args.resolution, encoder=args.encoder, **channels)
         model_cls = Tagger
         train_set = AnimeTagsDataset(args.data, "train", args.resolution, limit=args.limit, progress=progress)
         test_set = AnimeTagsDataset(args.data, "test", args.resolution, limit=args.limit, progress=progress)

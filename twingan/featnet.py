@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from twingan.layers import resize_square
+from twingan.layers import ResidualBlock, resize_square
 
 
 @dataclass
@@ -27,23 +27,6 @@ class FeatureNetConfig:
     channels: tuple[int, ...] = (32, 64, 128, 256)  # per stage; each stage halves the resolution
     groups: int = 8  # GroupNorm groups: statistics per image, so features never depend on the batch
     projection_dim: int = 128  # the contrastive loss reads a small MLP's output, the FD the features before it
-
-
-class ResidualBlock(nn.Module):
-    """Two 3x3 convs with GroupNorm and a (1x1 strided, when the shape changes) shortcut."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int, groups: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.norm1 = nn.GroupNorm(groups, c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.norm2 = nn.GroupNorm(groups, c_out)
-        self.shortcut = (nn.Identity() if stride == 1 and c_in == c_out else
-                         nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.GroupNorm(groups, c_out)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.silu(self.norm1(self.conv1(x)))
-        return F.silu(self.norm2(self.conv2(h)) + self.shortcut(x))
 
 
 class FeatureNet(nn.Module):

@@ -109,3 +109,20 @@ def minibatch_stddev(x: torch.Tensor, group: int = 4) -> torch.Tensor:
     y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (B/g,)
     y = y.repeat(g).reshape(b, 1, 1, 1).expand(b, 1, h, w)
     return torch.cat([x, y], dim=1)
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convs with GroupNorm and a (1x1 strided, when the shape changes) shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, groups: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.norm1 = nn.GroupNorm(groups, c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.norm2 = nn.GroupNorm(groups, c_out)
+        self.shortcut = (nn.Identity() if stride == 1 and c_in == c_out else
+                         nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.GroupNorm(groups, c_out)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.silu(self.norm1(self.conv1(x)))
+        return F.silu(self.norm2(self.conv2(h)) + self.shortcut(x))

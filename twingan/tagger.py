@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from twingan.layers import resize_square
+from twingan.layers import ResidualBlock, resize_square
 from twingan.vocab import BINARY_TAGS, EYE_COLORS, HAIR_COLORS, TagVocab
 
 
@@ -22,6 +22,7 @@ class TaggerConfig:
     channels: tuple[int, ...] = (32, 64, 128, 256)  # per stage; each stage halves the resolution
     feature_dim: int = 256  # size of the feature vector used for retrieval and the Frechet distance
     dropout: float = 0.2  # before the heads; eye labels are noisy, so the heads overfit easily
+    encoder: str = "conv"  # "conv" (plain conv-BN-ReLU) or "residual" (GroupNorm residual blocks: a judge of another architecture)
     hair_colors: tuple[str, ...] = tuple(HAIR_COLORS)  # stored so a checkpoint keeps its own label order
     eye_colors: tuple[str, ...] = tuple(EYE_COLORS)
     binary_tags: tuple[str, ...] = BINARY_TAGS
@@ -61,6 +62,29 @@ class ConvEncoder(nn.Module):
         return self.project(x.mean(dim=(2, 3)))  # (B, feature_dim)
 
 
+class ResidualEncoder(nn.Module):
+    """Like ConvEncoder, but a GroupNorm residual net (`twingan.layers.ResidualBlock` stages, SiLU):
+    the architecture of a second judge, so that what fools the conv tagger need not fool it."""
+
+    def __init__(self, resolution: int, channels: tuple[int, ...], feature_dim: int, groups: int = 8):
+        super().__init__()
+        self.resolution = resolution
+        self.stem = nn.Sequential(nn.Conv2d(3, channels[0], 3, 2, 1, bias=False), nn.GroupNorm(groups, channels[0]),
+                                  nn.SiLU())
+        self.stages = nn.Sequential(*[ResidualBlock(c_in, c_out, 2, groups)
+                                      for c_in, c_out in zip(channels[:-1], channels[1:])])
+        self.project = nn.Sequential(nn.Linear(channels[-1], feature_dim), nn.LayerNorm(feature_dim), nn.SiLU())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        x = self.stages(self.stem(resize_square(images, self.resolution) * 2 - 1))  # (B, C, R/2^k, R/2^k)
+        return self.project(x.mean(dim=(2, 3)))  # (B, feature_dim)
+
+
+ENCODERS = {"conv": ConvEncoder, "residual": ResidualEncoder}
+
+
 class Tagger(nn.Module):
     """Anime face tagger: a softmax over hair colours, one over eye colours, sigmoids for binary tags."""
 
@@ -71,7 +95,9 @@ class Tagger(nn.Module):
         super().__init__()
         self.config = config
         self.vocab = TagVocab(tuple(config.hair_colors), tuple(config.eye_colors), tuple(config.binary_tags))
-        self.encoder = ConvEncoder(config.resolution, tuple(config.channels), config.feature_dim)
+        if config.encoder not in ENCODERS:
+            raise ValueError(f"unknown tagger encoder {config.encoder!r}; choose one of: {', '.join(ENCODERS)}")
+        self.encoder = ENCODERS[config.encoder](config.resolution, tuple(config.channels), config.feature_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.hair_head = nn.Linear(config.feature_dim, len(self.vocab.hair))
         self.eye_head = nn.Linear(config.feature_dim, len(self.vocab.eye))
