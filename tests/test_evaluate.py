@@ -84,7 +84,7 @@ def test_quick_skips_the_two_sample_test(setup, capsys):
     assert main([*_args(setup), "--quick", "--second-judge", "none", "--out", str(out)]) == 0
     m = json.loads(out.read_text())
     assert "two_sample_accuracy" not in m and "indep_fd" in m
-    assert "eye_accuracy" in m and "eye_accuracy_second" not in m
+    assert "eye_accuracy" in m and "eye_accuracy_second" not in m and m["second_judge"] is None
     assert "two-sample test" not in capsys.readouterr().out
 
 
