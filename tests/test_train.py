@@ -86,13 +86,17 @@ def test_cycle_loss_is_trained(data_root, tmp_path):
         assert sum(cycle[-5:]) / 5 < 0.95 * sum(cycle[:5]) / 5, (key, cycle)
 
 
-def test_alignment_loss_is_trained(data_root, tmp_path):
-    # Only the alignment term drives G: human encodings must move towards the anime ones at every level.
+@pytest.mark.parametrize("weight,key", [
+    ("w_align", "align"),  # human encodings must move towards the anime ones at every level
+    ("w_shift", "shift"),  # translations of shifted inputs must come to match shifted translations
+])
+def test_alignment_and_shift_losses_are_trained(data_root, tmp_path, weight, key):
+    # Only this term drives G, so it must fall.
     trainer = make_trainer(data_root, tmp_path / "run", batch_size=16, w_gan=0.0, w_tag_d=0.0, w_latent=0.0,
-                           w_recon=0.0, w_align=1.0, model={**TINY_MODEL, "skip_resolutions": [8]})
+                           w_recon=0.0, **{weight: 1.0}, model={**TINY_MODEL, "skip_resolutions": [8]})
     logs = [trainer.step() for _ in range(25)]
-    align = [log["align"] for log in logs]
-    assert sum(align[-5:]) / 5 < 0.8 * sum(align[:5]) / 5, align
+    values = [log[key] for log in logs]
+    assert sum(values[-5:]) / 5 < 0.8 * sum(values[:5]) / 5, values
 
 
 def test_alignment_reads_the_latent_and_the_used_skips_only():
@@ -440,15 +444,6 @@ def test_shift_consistency_needs_an_overlap():
         shift_consistency(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), 8, 0)
 
 
-def test_shift_loss_is_trained(data_root, tmp_path):
-    # Only the shift term drives G: translations of shifted inputs must come to match shifted translations.
-    trainer = make_trainer(data_root, tmp_path / "run", batch_size=16, w_gan=0.0, w_tag_d=0.0, w_latent=0.0,
-                           w_recon=0.0, w_shift=1.0, model={**TINY_MODEL, "skip_resolutions": [8]})
-    logs = [trainer.step() for _ in range(25)]
-    values = [log["shift"] for log in logs]
-    assert sum(values[-5:]) / 5 < 0.8 * sum(values[:5]) / 5, values
-
-
 def test_sampled_tags_always_ask_for_colours():
     from train.losses import sample_target_tags
 
@@ -460,7 +455,6 @@ def test_sampled_tags_always_ask_for_colours():
     assert (tags[:, v.hair_slice].sum(1) == 1).all() and (tags[:, v.eye_slice].sum(1) == 1).all()
     assert (hair == 2).all() and (tags[:, v.hair_slice].argmax(1) == hair).all()
     assert (tags[:, v.eye_slice].argmax(1) == eye).all()
-
 
 
 def test_cpu_recipe_script_runs_its_phases_in_one_run_folder(data_root, tmp_path):
