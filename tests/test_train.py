@@ -15,7 +15,7 @@ import torch
 
 from samples import write_smooth_images
 from train.config import ConfigError, load_config
-from train.data import DataError, load_domains
+from train.data import DataError, EpochSampler, balance_repeats, load_domains
 from train.engine import Trainer, stage_at
 from train.loop import export_now
 from twingan.checkpoint import load_pretrained
@@ -287,6 +287,7 @@ def test_shipped_configs_parse():
     ("model.resolution=48", "power of two"),
     ("gp=\"wgan\"", "gp must be"),
     ("batch_size", "must look like key=value"),
+    ("target_eye_balance=2", "target_eye_balance must be in [0, 1]"),
 ])
 def test_bad_configs(override, message):
     with pytest.raises(ConfigError) as err:
@@ -442,6 +443,36 @@ def test_shift_consistency_needs_an_overlap():
 
     with pytest.raises(ValueError, match="no overlap"):
         shift_consistency(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), 8, 0)
+
+
+def test_balance_repeats_raise_rare_classes():
+    labels = torch.tensor([0] * 100 + [1] * 4 + [-1])
+    assert balance_repeats(labels, 0.0).tolist() == [1] * 105
+    half = balance_repeats(labels, 0.5)
+    assert half[:100].unique().tolist() == [1] and half[100:104].unique().tolist() == [5] and half[104] == 1
+    assert balance_repeats(labels, 1.0)[100:104].unique().tolist() == [25]  # as many draws as the commonest class
+    assert balance_repeats(torch.full((3,), -1), 0.5).tolist() == [1, 1, 1]
+
+
+def test_balanced_sampler_draws_each_item_its_repeats_per_epoch_and_resumes():
+    repeats = torch.tensor([1, 3, 1, 2])
+    sampler = EpochSampler(4, seed=0, repeats=repeats)
+    assert sampler.n == 7
+    epoch = torch.cat([sampler.next(1) for _ in range(7)])
+    assert torch.bincount(epoch, minlength=4).tolist() == repeats.tolist()
+    state = sampler.state_dict()
+    expected = sampler.next(3)
+    again = EpochSampler(4, seed=0, repeats=repeats)
+    again.load_state_dict(state)
+    assert torch.equal(again.next(3), expected)
+
+
+def test_trainer_balances_target_eye_colours(data_root, tmp_path):
+    # write_data: eye colour i % 10 of 16 images, so colours 6-9 have one image and the others two.
+    assert make_trainer(data_root, tmp_path / "plain").tgt_sampler.n == 16
+    balanced = make_trainer(data_root, tmp_path / "balanced", target_eye_balance=1.0)
+    assert balanced.tgt_sampler.n == 20
+    assert balanced.tgt_sampler.repeats[balanced.target.eye >= 6].unique().tolist() == [2]
 
 
 def test_sampled_tags_always_ask_for_colours():

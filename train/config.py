@@ -76,6 +76,7 @@ class TrainConfig:
     tagger_wait: bool = True  # if the tagger is missing, keep training and load it once it appears
     own_hair_prob: float = 0.2  # chance a source image with a known hair colour keeps it as the target tag
     uniform_color_prob: float = 0.5  # chance the hair/eye tag is drawn uniformly, so rare colours are learned
+    target_eye_balance: float = 0.0  # >0: each target image appears (commonest eye colour's count / its eye colour's count)^this times an epoch, so D's tag head and the anime reconstructions see rare eye colours from real images (0 = once each)
     gp: str = "dragan"  # gradient penalty: "dragan" (original), "r1" or "none"
     gp_weight: float = 0.25  # original DRAGAN lambda
     gp_every: int = 1  # lazy regularisation: apply every k steps with weight * k
@@ -145,6 +146,8 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError("no target images: set target_dirs or target_tags_csv")
     if len(cfg.model.domains) != 2:
         raise ConfigError("training needs exactly two domains (source, target)")
+    if not 0 <= cfg.target_eye_balance <= 1:
+        raise ConfigError(f"target_eye_balance must be in [0, 1], got {cfg.target_eye_balance}")
     if cfg.d_width <= 0:
         raise ConfigError(f"d_width must be > 0, got {cfg.d_width}")
     for p in (cfg.own_hair_prob, cfg.uniform_color_prob, cfg.fill_tags_threshold):

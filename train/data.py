@@ -235,6 +235,23 @@ def load_domains(cfg, workers: int = 4, device: str | torch.device = "cpu") -> t
     return _load(source, res, workers), _load(target, res, workers)
 
 
+def balance_repeats(labels: torch.Tensor, power: float) -> torch.Tensor:
+    """How often each item appears in a class-balanced epoch: (most common class's count / its class's
+    count) ** power, rounded, at least 1. labels (n,) class indices, -1 (unknown) appears once.
+
+    power 0 leaves the epoch as it is; 1 gives every class as many appearances as the most common one;
+    0.5 (the square root) raises a class 250x rarer than the commonest about 16x.
+    """
+    known = labels >= 0
+    repeats = torch.ones(len(labels), dtype=torch.long)
+    if power == 0 or not bool(known.any()):
+        return repeats
+    counts = torch.bincount(labels[known]).float()
+    ratio = counts.max() / counts.clamp(min=1)
+    repeats[known] = ratio[labels[known]].pow(power).round().long().clamp(min=1)
+    return repeats
+
+
 class EpochSampler:
     """Shuffled global batches, epoch after epoch (each rank then takes its shard, `[rank::world]`).
 
@@ -243,13 +260,18 @@ class EpochSampler:
     (epoch, position): exact resume needs no iterator pickling.
     """
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed = n, seed
+    def __init__(self, n: int, seed: int, repeats: torch.Tensor | None = None):
+        # repeats (n,): how often each item appears in an epoch (see `balance_repeats`); None = once each
+        self.repeats = repeats
+        self.items = None if repeats is None else torch.repeat_interleave(torch.arange(n), repeats)
+        self.n = n if self.items is None else len(self.items)
+        self.seed = seed
         self.epoch, self.position = 0, 0  # position counts global samples consumed in this epoch
 
     def _perm(self) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return torch.randperm(self.n, generator=g)
+        perm = torch.randperm(self.n, generator=g)
+        return perm if self.items is None else self.items[perm]
 
     def next(self, global_batch: int) -> torch.Tensor:
         """Indices (global_batch,) of the next global batch (drops an epoch's ragged tail)."""

@@ -26,7 +26,7 @@ from torch import nn
 
 from train import losses
 from train.config import REPO_ROOT, TrainConfig
-from train.data import DomainData, EpochSampler, batch_images
+from train.data import DomainData, EpochSampler, balance_repeats, batch_images
 from train.export import calibrate_batch_norm, export_model
 from twingan.config import TwinGANConfig
 from twingan.model import Discriminator, TwinGAN
@@ -180,7 +180,9 @@ class Trainer:
         # Noise and tag sampling; reseeded from (seed, step) every step. Samplers yield global batches.
         self.rng = torch.Generator().manual_seed(cfg.seed)
         self.src_sampler = EpochSampler(len(source), cfg.seed)
-        self.tgt_sampler = EpochSampler(len(target), cfg.seed + 1)
+        self.tgt_sampler = EpochSampler(len(target), cfg.seed + 1,
+                                        balance_repeats(target.eye, cfg.target_eye_balance)
+                                        if cfg.target_eye_balance else None)
         tagged = target.hair >= 0
         pool = tagged | (target.eye >= 0)
         self.tag_pool = (target.tags[pool], target.hair[pool], target.eye[pool]) if bool(pool.any()) else None
