@@ -77,6 +77,15 @@ def test_evaluate_writes_metrics_and_grid(setup, capsys):
     table = capsys.readouterr().out
     assert "two-sample test" in table and "trained against: tagger-eval FD" in table and "hair colour control" in table
     assert "read by tagger-eval-residual" in table and m["second_judge"] == str(setup["second"])
+    # Each judge on the 12 tagged real faces (testB's 6 are untagged): eye colour i % 10 of image i,
+    # hair colour known for the 8 images with i % 3 != 0.
+    for suffix in ("", "_second"):
+        eye_n, hair_n = m[f"eye_judge_support_real{suffix}"], m[f"hair_judge_support_real{suffix}"]
+        assert eye_n == {name: 2 if i < 2 else 1 for i, name in enumerate(DEFAULT_VOCAB.eye)}
+        assert sum(hair_n.values()) == 8 and len(hair_n) == 8
+        recall = m[f"eye_judge_recall_real{suffix}"]
+        assert set(recall) == set(eye_n) and all(v * eye_n[k] == pytest.approx(round(v * eye_n[k])) for k, v in recall.items())
+    assert "tagger-eval on real anime test faces, eye recall per colour" in table
 
 
 def test_quick_skips_the_two_sample_test(setup, capsys):

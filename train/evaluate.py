@@ -187,6 +187,11 @@ def evaluate(model, judge, sets: dict, seed: int = 0, featnet=None,
                 acc = control_accuracy(torch.cat(requested), torch.cat(read), vocab, group)
                 out[f"{group}_accuracy{suffix}"] = acc["accuracy"]
                 out[f"{group}_per_colour{suffix}"] = acc["per_class"]
+    # Each judge's recall on the real anime test faces of each colour: what it confirms on real
+    # faces, beside what it confirms on the portraits (a colour it misses there caps the control).
+    for suffix, reader in (("", judge), ("_second", second_judge)):
+        if reader is not None:
+            out.update(judge_recall_on_real(reader, anime, sets["anime_tags"], vocab, suffix))
     retrieval = input_retrieval(selfies, fixed)
     out.update({f"retrieval_{k}": v for k, v in retrieval.items()})
     out["spread"] = feature_spread(model, selfies, held_out)
@@ -195,6 +200,25 @@ def evaluate(model, judge, sets: dict, seed: int = 0, featnet=None,
     rec = batched(lambda x, t: model.translate(x, "anime", "anime", t), anime, anime_tags)
     out["recon_l1_anime"] = (rec - anime).abs().mean().item()
     return out, {"selfies": selfies, "translated": translated, "tags": tags}
+
+
+def judge_recall_on_real(judge, anime: torch.Tensor, anime_tags: torch.Tensor, vocab: TagVocab,
+                         suffix: str = "") -> dict:
+    """A judge's per-colour recall on the real anime faces whose colour is known, and their counts:
+    `{group}_judge_recall_real{suffix}` and `{group}_judge_support_real{suffix}` for hair and eye."""
+    from twingan.metrics import control_accuracy
+
+    out = {}
+    for group, names, sl in (("hair", vocab.hair, vocab.hair_slice), ("eye", vocab.eye, vocab.eye_slice)):
+        colour = anime_tags[:, sl]
+        known = ~torch.isnan(colour).any(1) & (colour.sum(1) > 0)  # NaN: untagged (testB); zeros: colour unknown
+        if not bool(known.any()):
+            continue
+        labels = colour[known].argmax(1)
+        acc = control_accuracy(labels, batched(judge.tag_probs, anime[known]), vocab, group)
+        out[f"{group}_judge_recall_real{suffix}"] = acc["per_class"]
+        out[f"{group}_judge_support_real{suffix}"] = {names[c]: int((labels == c).sum()) for c in labels.unique().tolist()}
+    return out
 
 
 def comparison_grid(model, shown: dict, path: Path, n: int = 8) -> Path:
@@ -267,6 +291,11 @@ def format_table(m: dict) -> str:
     if "eye_per_colour_second" in m:
         text += "\neye per colour, tagger-eval-residual: " + ", ".join(
             f"{k} {100 * v:.0f}%" for k, v in m["eye_per_colour_second"].items())
+    for suffix, name in (("", "tagger-eval"), ("_second", "tagger-eval-residual")):
+        if f"eye_judge_recall_real{suffix}" in m:
+            support = m[f"eye_judge_support_real{suffix}"]
+            text += f"\n{name} on real anime test faces, eye recall per colour (of n): " + ", ".join(
+                f"{k} {100 * v:.0f}% ({support[k]})" for k, v in m[f"eye_judge_recall_real{suffix}"].items())
     return text
 
 
