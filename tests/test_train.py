@@ -17,7 +17,7 @@ from samples import write_smooth_images
 from train.config import ConfigError, load_config
 from train.data import DataError, EpochSampler, balance_repeats, load_domains
 from train.engine import Trainer, stage_at
-from train.loop import export_now
+from train.loop import describe, export_now
 from twingan.checkpoint import load_pretrained
 from twingan.model import TwinGAN
 from twingan.vocab import BINARY_TAGS, DEFAULT_VOCAB
@@ -473,6 +473,7 @@ def test_trainer_balances_target_eye_colours(data_root, tmp_path):
     balanced = make_trainer(data_root, tmp_path / "balanced", target_eye_balance=1.0)
     assert balanced.tgt_sampler.n == 20
     assert balanced.tgt_sampler.repeats[balanced.target.eye >= 6].unique().tolist() == [2]
+    assert "target epoch: 20 draws (eye-colour balance 1.0: up to 2 draws per image)" in describe(balanced.cfg, balanced)
 
 
 def test_sampled_tags_always_ask_for_colours():

@@ -72,10 +72,11 @@ def describe(cfg: TrainConfig, trainer: Trainer | None = None) -> str:
         lines += [(f"source images: {len(trainer.source)} (skipped {trainer.source.skipped}), "
                    f"target images: {len(trainer.target)} (skipped {trainer.target.skipped})"),
                   f"generator params {n_g / 1e6:.2f}M, discriminator params {n_d / 1e6:.2f}M",
-                  *([f"target epoch: {trainer.tgt_sampler.n} draws ({cfg.target_eye_balance} eye-colour balance: "
-                     f"up to {int(trainer.tgt_sampler.repeats.max())} draws per image)"]
-                    if trainer.tgt_sampler.repeats is not None else []),
                   f"tagger: {'loaded' if trainer.tagger is not None else 'not loaded'} ({trainer.tagger_path})"]
+        repeats = trainer.tgt_sampler.repeats
+        if repeats is not None:
+            lines.append(f"target epoch: {trainer.tgt_sampler.n} draws (eye-colour balance {cfg.target_eye_balance}: "
+                         f"up to {int(repeats.max())} draws per image)")
     return "\n".join(lines)
 
 
