@@ -327,7 +327,8 @@ def evaluate_checkpoint(checkpoint, data=None, judge=EVAL_TAGGER, featnet=FEATNE
     t0 = time.time()
     metrics, shown = evaluate(model, tagger, sets, seed, features, two_sample_steps, tagger2)
     metrics.update(checkpoint=str(checkpoint), judge=str(judge), featnet=str(featnet),
-                   second_judge=None if second_judge is None else str(second_judge), resolution=model.config.resolution, seconds=time.time() - t0)
+                   second_judge=None if second_judge is None else str(second_judge),
+                   resolution=model.config.resolution, seconds=time.time() - t0)
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
