@@ -116,6 +116,23 @@ def test_tags_change_the_output_and_zero_tags_equal_no_tags():
         assert torch.equal(model.translate(x, tags=torch.zeros_like(pink)), plain)
 
 
+def test_tag_gains_scale_their_group_before_the_embedding():
+    gained = make_model(32, hair_gain=0.5, eye_gain=1.5)
+    plain = make_model(32)  # the same seed: the same weights
+    assert torch.equal(gained.state_dict()["generator.tag_embed.weight"], plain.state_dict()["generator.tag_embed.weight"])
+    v = plain.config.vocab
+    tags = torch.tensor([v.encode(hair="pink", eye="aqua", binary={"blush": 1})] * 2)
+    scaled = tags.clone()
+    scaled[:, v.hair_slice] *= 0.5
+    scaled[:, v.eye_slice] *= 1.5  # binary tags keep their value
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(gained.translate(x, tags=tags), plain.translate(x, tags=scaled), atol=1e-6)
+        assert not torch.allclose(gained.translate(x, tags=tags), plain.translate(x, tags=tags), atol=1e-4)
+    with pytest.raises(ValueError, match="eye_gain must be > 0"):
+        TwinGANConfig(eye_gain=0)
+
+
 def test_wrong_tag_length_is_a_clear_error():
     model = make_model(32)
     with pytest.raises(ValueError, match="vocabulary has 33"):

@@ -23,6 +23,10 @@ class TwinGANConfig:
     binary_tags: tuple[str, ...] = BINARY_TAGS
     tag_embed_dim: int = 64  # 0 turns the conditioning off
     tag_head: bool = True  # discriminators also predict the tags (auxiliary classifier)
+    # The hair / eye groups of the tag vector are multiplied by these before the embedding: a
+    # calibration of what strength 1 means, fit after training (`python -m train.tag_gain`); 1 in training.
+    hair_gain: float = 1.0
+    eye_gain: float = 1.0
 
     def __post_init__(self):
         if self.resolution < 8 or self.resolution & (self.resolution - 1):
@@ -31,6 +35,8 @@ class TwinGANConfig:
             raise ValueError(f"domains must be at least two distinct names, got {self.domains}")
         if self.norm not in ("batch", "instance"):
             raise ValueError(f"norm must be 'batch' or 'instance', got {self.norm!r}")
+        if not (self.hair_gain > 0 and self.eye_gain > 0):
+            raise ValueError(f"hair_gain and eye_gain must be > 0, got {self.hair_gain} and {self.eye_gain}")
         bad = [r for r in self.skip_resolutions if r not in self.resolutions[1:]]
         if bad:
             raise ValueError(f"skip_resolutions {bad} are not among {self.resolutions[1:]}")

@@ -70,6 +70,11 @@ class Generator(nn.Module):
             return None
         if tags.shape[-1] != self.config.tag_dim:
             raise ValueError(f"tags have {tags.shape[-1]} entries, the model's vocabulary has {self.config.tag_dim}")
+        c = self.config
+        if (c.hair_gain, c.eye_gain) != (1.0, 1.0):
+            gains = torch.ones(tags.shape[-1], dtype=tags.dtype, device=tags.device)
+            gains[c.vocab.hair_slice], gains[c.vocab.eye_slice] = c.hair_gain, c.eye_gain
+            tags = tags * gains
         return F.leaky_relu(self.tag_embed(tags), 0.2)  # (B, tag_embed_dim)
 
     def forward(self, latent: torch.Tensor, skips: dict, domain: int, tags: torch.Tensor | None = None,
