@@ -1,5 +1,5 @@
 """`python -m train.tag_gain`: the eye (or hair) gain read best by the training tagger on train selfies,
-written into the checkpoint's config.json."""
+without costing the other group's control or input retrieval, written into the checkpoint's config.json."""
 
 from __future__ import annotations
 
@@ -42,13 +42,15 @@ def test_writes_the_gain_the_tagger_reads_best(setup, capsys):
     assert main(args) == 0
     report = json.loads(out.read_text())
     assert report["n_selfies"] == 6 and list(report["table"]) == ["0.5", "1", "2"]
-    accuracy = {float(g): row["accuracy"] for g, row in report["table"].items()}
-    assert report["best"] == best_gain({g: {"accuracy": a} for g, a in accuracy.items()})
-    assert all(len(row["per_class"]) == 10 for row in report["table"].values())
+    table = {float(g): row for g, row in report["table"].items()}
+    assert report["best"] == best_gain(table, report["tolerance"])
+    for row in table.values():
+        assert len(row["per_class"]) == 10
+        assert 0 <= row["accuracy"] <= 1 and 0 <= row["other_accuracy"] <= 1 and 0 <= row["retrieval"] <= 1
     model = load_pretrained(TwinGAN, setup["model"])
     assert model.config.eye_gain == report["best"] and model.config.hair_gain == 1.0
     printed = capsys.readouterr().out
-    assert "| eye gain | accuracy |" in printed and f"wrote eye_gain = {report['best']:g}" in printed
+    assert "| eye gain | eye accuracy | hair accuracy | retrieval |" in printed and f"wrote eye_gain = {report['best']:g}" in printed
 
 
 def test_the_table_leaves_the_model_gain_as_it_was(setup):
@@ -58,12 +60,26 @@ def test_the_table_leaves_the_model_gain_as_it_was(setup):
     tags = torch.tensor([DEFAULT_VOCAB.encode(hair="red", eye="blue")] * 3)
     table = gain_table(model, tagger, selfies, tags, "hair", (1.0, 3.0), progress=False)
     assert list(table) == [1.0, 3.0] and len(table[3.0]["per_class"]) == 12
+    assert set(table[1.0]) == {"accuracy", "per_class", "other_accuracy", "retrieval"}
     assert model.config.hair_gain == 1.0 and model.config.eye_gain == 1.0
 
 
+def _row(accuracy: float, other: float = 1.0, retrieval: float = 0.7) -> dict:
+    return {"accuracy": accuracy, "other_accuracy": other, "retrieval": retrieval}
+
+
 def test_ties_go_to_the_smaller_gain():
-    assert best_gain({1.0: {"accuracy": 0.9}, 1.25: {"accuracy": 0.95}, 1.5: {"accuracy": 0.95}}) == 1.25
-    assert best_gain({1.0: {"accuracy": 0.9}, 2.0: {"accuracy": 0.8}}) == 1.0
+    assert best_gain({1.0: _row(0.9), 1.25: _row(0.95), 1.5: _row(0.95)}) == 1.25
+    assert best_gain({1.0: _row(0.9), 2.0: _row(0.8)}) == 1.0
+
+
+def test_a_gain_that_costs_the_other_group_or_the_retrieval_is_not_chosen():
+    table = {1.0: _row(0.90), 1.25: _row(0.95, other=0.995, retrieval=0.695),
+             1.5: _row(0.97, other=0.98), 2.0: _row(0.99, retrieval=0.65)}
+    assert best_gain(table, tolerance=0.01) == 1.25
+    assert best_gain(table, tolerance=0.1) == 2.0
+    with pytest.raises(ValueError, match="needs gain 1"):
+        best_gain({1.25: _row(0.95)})
 
 
 def test_an_evaluation_judge_or_a_bad_gain_is_a_clear_error(setup, capsys):

@@ -1,5 +1,6 @@
 """Calibrate what strength 1 of a colour control means: the gain on a tag group that the frozen
-training tagger reads best on train selfies, written into the checkpoint's config.json.
+training tagger reads best on train selfies without costing the other controls, written into the
+checkpoint's config.json.
 
     python -m train.tag_gain checkpoints/NAME                  # print the table, change nothing
     python -m train.tag_gain checkpoints/NAME --write          # also store the best eye gain
@@ -7,10 +8,14 @@ training tagger reads best on train selfies, written into the checkpoint's confi
 
 Each train selfie (every k-th file of selfie2anime/trainA, `--count` of them) is translated with
 every colour of the group, its tag group set to gain x one-hot (the other tags drawn from the anime
-train tags, as `train.evaluate` draws them from the test tags); the training tagger reads each
-portrait. The best gain is the one whose portraits it reads as the requested colour most often
-(ties: the smaller gain). Only training data and the training network are used, so the evaluation
-judges (`checkpoints/tagger-eval*`) and the test selfies stay untouched.
+train tags, as `train.evaluate` draws them from the test tags), and the training tagger reads each
+portrait: the group's control accuracy. A stronger group can drown the rest, so each gain is also
+scored on the side effects that `train.evaluate` gates: the other group's control accuracy (same
+tagger, same selfies) and input retrieval, averaged over `RETRIEVAL_VECTORS` fixed tag vectors
+(one vector for every selfie, as the evaluation does). The best gain is the most accurate one whose
+side effects stay within `--tolerance` of gain 1's (ties: the smaller gain). Only training data and
+the training network are used, so the evaluation judges (`checkpoints/tagger-eval*`) and the test
+selfies stay untouched.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from train.data import decode_images, list_images
 from train.evaluate import batched, sample_tags
 
 TRAINING_TAGGER = REPO_ROOT / "checkpoints" / "tagger"
-DEFAULT_GAINS = (1.0, 1.125, 1.25, 1.375, 1.5, 2.0)
+DEFAULT_GAINS = (1.0, 1.125, 1.25, 1.375, 1.5)
 GROUPS = ("hair", "eye")
+RETRIEVAL_VECTORS = 5  # fixed tag vectors the retrieval is averaged over (one vector alone varies by 20+ points)
+TOLERANCE = 0.01  # how far below gain 1's the other group's accuracy and the retrieval may fall
 
 
 def load_train_sets(data: Path, resolution: int, vocab, count: int) -> dict:
@@ -49,32 +56,52 @@ def load_train_sets(data: Path, resolution: int, vocab, count: int) -> dict:
 @torch.no_grad()
 def gain_table(model, tagger, selfies: torch.Tensor, anime_tags: torch.Tensor, group: str,
                gains=DEFAULT_GAINS, seed: int = 0, progress: bool = True) -> dict[float, dict]:
-    """gain -> {"accuracy", "per_class"}: the tagger's reading of every selfie in every colour of the group."""
-    from twingan.metrics import control_accuracy
+    """gain -> {"accuracy", "per_class", "other_accuracy", "retrieval"} for the group's gain.
+
+    accuracy / per_class: the tagger's reading of every selfie in every colour of the group;
+    other_accuracy: the same for the other group (its tags at gain 1 x one-hot); retrieval: input
+    retrieval top-1, mean over `RETRIEVAL_VECTORS` fixed tag vectors.
+    """
+    from twingan.metrics import control_accuracy, input_retrieval
 
     if group not in GROUPS:
         raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
     vocab = model.config.vocab
-    names, sl = (vocab.hair, vocab.hair_slice) if group == "hair" else (vocab.eye, vocab.eye_slice)
     n = len(selfies)
     tags = sample_tags(anime_tags, n, vocab, torch.Generator().manual_seed(seed))
-    tags[:, sl] = 0
+    fixed = tags[:RETRIEVAL_VECTORS]
+
+    def translate(x, t):
+        return model.translate(x, "human", "anime", t)
+
+    def control(name: str) -> dict:
+        names, sl = (vocab.hair, vocab.hair_slice) if name == "hair" else (vocab.eye, vocab.eye_slice)
+        requested, read = [], []
+        for c in range(len(names)):
+            t = tags.clone()
+            t[:, sl] = 0
+            t[:, sl.start + c] = 1
+            read.append(batched(tagger.tag_probs, batched(translate, selfies, t)))
+            requested.append(torch.full((n,), c))
+            bar.update()
+        return control_accuracy(torch.cat(requested), torch.cat(read), vocab, name)
+
+    other = GROUPS[1 - GROUPS.index(group)]
     saved = getattr(model.config, f"{group}_gain")
     table = {}
-    bar = tqdm(total=len(gains) * len(names), desc=f"{group} gains", unit="colour", disable=not progress)
+    steps = len(vocab.hair) + len(vocab.eye) + len(fixed)
+    bar = tqdm(total=len(gains) * steps, desc=f"{group} gains", unit="pass", disable=not progress)
     try:
         for gain in gains:
             setattr(model.config, f"{group}_gain", float(gain))
-            requested, read = [], []
-            for c in range(len(names)):
-                t = tags.clone()
-                t[:, sl.start + c] = 1
-                portraits = batched(lambda x, tt: model.translate(x, "human", "anime", tt), selfies, t)
-                read.append(batched(tagger.tag_probs, portraits))
-                requested.append(torch.full((n,), c))
+            acc, other_acc = control(group), control(other)
+            retrieval = []
+            for row in fixed:
+                retrieval.append(input_retrieval(selfies, batched(translate, selfies, row.expand(n, -1)))["top1"])
                 bar.update()
-            acc = control_accuracy(torch.cat(requested), torch.cat(read), vocab, group)
-            table[float(gain)] = {"accuracy": acc["accuracy"], "per_class": acc["per_class"]}
+            table[float(gain)] = {"accuracy": acc["accuracy"], "per_class": acc["per_class"],
+                                  "other_accuracy": other_acc["accuracy"],
+                                  "retrieval": sum(retrieval) / len(retrieval)}
     finally:
         setattr(model.config, f"{group}_gain", saved)
         bar.close()
@@ -82,9 +109,9 @@ def gain_table(model, tagger, selfies: torch.Tensor, anime_tags: torch.Tensor, g
 
 
 def parse_gains(text: str) -> list[float]:
-    """"1,1.25,1.5" -> [1.0, 1.25, 1.5] (sorted, unique); ValueError unless all are positive numbers."""
+    """"1.25,1.5" -> [1.0, 1.25, 1.5] (gain 1 added, sorted, unique); ValueError unless all are positive numbers."""
     try:
-        gains = sorted({float(g) for g in text.split(",")})
+        gains = sorted({1.0, *(float(g) for g in text.split(","))})
     except ValueError:
         gains = []
     if not gains or min(gains) <= 0:
@@ -92,19 +119,30 @@ def parse_gains(text: str) -> list[float]:
     return gains
 
 
-def best_gain(table: dict[float, dict]) -> float:
-    """The gain read best; ties go to the smaller gain."""
-    return min(table, key=lambda g: (-round(table[g]["accuracy"], 6), g))
+def best_gain(table: dict[float, dict], tolerance: float = TOLERANCE) -> float:
+    """The most accurate gain whose other-group accuracy and retrieval stay within `tolerance` of gain 1's.
+
+    Ties go to the smaller gain. The table must hold gain 1 (the uncalibrated model).
+    """
+    if 1.0 not in table:
+        raise ValueError("the gain table needs gain 1, the reference for the side effects")
+    base = table[1.0]
+    allowed = [g for g, row in table.items()
+               if row["other_accuracy"] >= base["other_accuracy"] - tolerance
+               and row["retrieval"] >= base["retrieval"] - tolerance]
+    return min(allowed, key=lambda g: (-round(table[g]["accuracy"], 6), g))
 
 
 def format_table(table: dict[float, dict], group: str, best: float) -> str:
     names = list(next(iter(table.values()))["per_class"])
-    lines = [f"| {group} gain | accuracy | " + " | ".join(names) + " |",
-             "|---" * (len(names) + 2) + "|"]
+    other = GROUPS[1 - GROUPS.index(group)]
+    lines = [f"| {group} gain | {group} accuracy | {other} accuracy | retrieval | " + " | ".join(names) + " |",
+             "|---" * (len(names) + 4) + "|"]
     for gain, row in table.items():
         mark = " (best)" if gain == best else ""
         cells = " | ".join(f"{100 * row['per_class'][k]:.0f}" for k in names)
-        lines.append(f"| {gain:g}{mark} | {100 * row['accuracy']:.1f}% | {cells} |")
+        lines.append(f"| {gain:g}{mark} | {100 * row['accuracy']:.1f}% | {100 * row['other_accuracy']:.1f}% "
+                     f"| {100 * row['retrieval']:.1f}% | {cells} |")
     return "\n".join(lines)
 
 
@@ -123,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None, help="data root (default $TWINGAN_DATA or ../shared/data)")
     p.add_argument("--group", choices=GROUPS, default="eye")
     p.add_argument("--gains", default=",".join(f"{g:g}" for g in DEFAULT_GAINS), help="comma-separated gains to try")
+    p.add_argument("--tolerance", type=float, default=TOLERANCE,
+                   help="how far below gain 1's the other group's accuracy and the retrieval may fall")
     p.add_argument("--count", type=int, default=200, help="train selfies, spread over trainA")
     p.add_argument("--tagger", default=str(TRAINING_TAGGER), help="the training tagger (never an evaluation judge)")
     p.add_argument("--write", action="store_true", help="store the best gain in CHECKPOINT/config.json")
@@ -148,10 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     table = gain_table(model, tagger, sets["selfies"], sets["anime_tags"], args.group, gains)
-    best = best_gain(table)
+    best = best_gain(table, args.tolerance)
     print(format_table(table, args.group, best))
     if args.out:
         Path(args.out).write_text(json.dumps({"group": args.group, "best": best, "n_selfies": len(sets["selfies"]),
+                                              "tolerance": args.tolerance,
                                               "table": {f"{g:g}": row for g, row in table.items()}}, indent=2) + "\n")
     if args.write:
         print(f"wrote {args.group}_gain = {best:g} to {write_gain(Path(args.checkpoint), args.group, best)}")
