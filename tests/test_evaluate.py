@@ -73,6 +73,9 @@ def test_evaluate_writes_metrics_and_grid(setup, capsys):
     assert list(m["spread"]) == ["latent", "skip8", "skip16"]  # the tiny model reads skips at 8 and 16 px
     assert all(v["ratio"] == pytest.approx(v["human_std"] / v["anime_std"]) for v in m["spread"].values())
     assert m["fixed_pattern_share_selfies"] < 0.5 and m["recon_l1_human"] > 0  # 6 different images
+    per_vector = m["retrieval_top1_per_vector"]  # the gated vector first, then 4 more drawn tag vectors
+    assert len(per_vector) == 5 and per_vector[0] == m["retrieval_top1"]
+    assert all(r * 6 == pytest.approx(round(r * 6)) for r in per_vector)  # k of 6 selfies
     assert out.with_suffix(".png").is_file()
     table = capsys.readouterr().out
     assert "two-sample test" in table and "trained against: tagger-eval FD" in table and "hair colour control" in table
