@@ -92,3 +92,5 @@ def test_an_evaluation_judge_or_a_bad_gain_is_a_clear_error(setup, capsys):
     assert "--gains must be comma-separated positive numbers, got '1,0'" in capsys.readouterr().err
     assert main([*base, "--tagger", str(setup["tagger"]), "--gains", "one"]) == 2
     assert "--gains must be comma-separated positive numbers, got 'one'" in capsys.readouterr().err
+    assert main([*base, "--tagger", str(setup["tagger"]), "--tolerance", "-0.1"]) == 2
+    assert "--tolerance must be >= 0" in capsys.readouterr().err

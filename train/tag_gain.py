@@ -59,7 +59,7 @@ def gain_table(model, tagger, selfies: torch.Tensor, anime_tags: torch.Tensor, g
     """gain -> {"accuracy", "per_class", "other_accuracy", "retrieval"} for the group's gain.
 
     accuracy / per_class: the tagger's reading of every selfie in every colour of the group;
-    other_accuracy: the same for the other group (its tags at gain 1 x one-hot); retrieval: input
+    other_accuracy: the same for the other group (at the model's own gain for it); retrieval: input
     retrieval top-1, mean over `RETRIEVAL_VECTORS` fixed tag vectors.
     """
     from twingan.metrics import control_accuracy, input_retrieval
@@ -70,6 +70,8 @@ def gain_table(model, tagger, selfies: torch.Tensor, anime_tags: torch.Tensor, g
     n = len(selfies)
     tags = sample_tags(anime_tags, n, vocab, torch.Generator().manual_seed(seed))
     fixed = tags[:RETRIEVAL_VECTORS]
+    bar = tqdm(total=len(gains) * (len(vocab.hair) + len(vocab.eye) + len(fixed)), desc=f"{group} gains",
+               unit="pass", disable=not progress)
 
     def translate(x, t):
         return model.translate(x, "human", "anime", t)
@@ -89,8 +91,6 @@ def gain_table(model, tagger, selfies: torch.Tensor, anime_tags: torch.Tensor, g
     other = GROUPS[1 - GROUPS.index(group)]
     saved = getattr(model.config, f"{group}_gain")
     table = {}
-    steps = len(vocab.hair) + len(vocab.eye) + len(fixed)
-    bar = tqdm(total=len(gains) * steps, desc=f"{group} gains", unit="pass", disable=not progress)
     try:
         for gain in gains:
             setattr(model.config, f"{group}_gain", float(gain))
@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         gains = parse_gains(args.gains)
+        if args.tolerance < 0:
+            raise ValueError(f"--tolerance must be >= 0, got {args.tolerance}")
         if Path(args.tagger).resolve().name.startswith("tagger-eval"):
             raise ValueError("calibrate with the training tagger; the tagger-eval judges must stay untouched")
         data = Path(args.data or default_data_root())
