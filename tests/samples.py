@@ -102,3 +102,18 @@ def write_smooth_images(folder: Path, n: int, size: int, seed: int) -> list[str]
         Image.fromarray(arr).save(folder / name)
         names.append(name)
     return names
+
+
+def write_tags_csv(path: Path, names: list[str], split: str, hair_known=lambda i: True) -> None:
+    """An anime_tags CSV for `names`: image i has hair colour i % 12 (blank where not `hair_known(i)`),
+    eye colour i % 10 and no binary tags."""
+    import csv
+
+    from twingan.vocab import BINARY_TAGS, DEFAULT_VOCAB
+
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "split", "hair_color", "eye_color", *BINARY_TAGS])
+        for i, name in enumerate(names):
+            w.writerow([name, split, DEFAULT_VOCAB.hair[i % 12] if hair_known(i) else "", DEFAULT_VOCAB.eye[i % 10],
+                        *[0] * len(BINARY_TAGS)])

@@ -3,7 +3,6 @@ the direction of each independent metric on real and synthetic cases."""
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import os
@@ -12,14 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from samples import write_smooth_images
+from samples import write_smooth_images, write_tags_csv
 from train.evaluate import EVAL_TAGGER, FEATNET, _fd_triplet, main
 from twingan.checkpoint import load_pretrained, save_pretrained
 from twingan.config import TwinGANConfig
 from twingan.featnet import FeatureNet, FeatureNetConfig
 from twingan.model import TwinGAN
 from twingan.tagger import Tagger, TaggerConfig
-from twingan.vocab import BINARY_TAGS, DEFAULT_VOCAB
+from twingan.vocab import DEFAULT_VOCAB
 
 DATA = Path(os.environ.get("TWINGAN_DATA") or Path(__file__).resolve().parent.parent.parent / "shared" / "data")
 
@@ -30,12 +29,7 @@ def setup(tmp_path) -> dict:
     write_smooth_images(data / "selfie2anime" / "testA", 6, 16, seed=3)
     write_smooth_images(data / "selfie2anime" / "testB", 6, 16, seed=4)
     names = write_smooth_images(data / "anime_tags" / "images", 12, 16, seed=5)
-    with (data / "anime_tags" / "tags.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["file", "split", "hair_color", "eye_color", *BINARY_TAGS])
-        for i, name in enumerate(names):
-            w.writerow([name, "test", DEFAULT_VOCAB.hair[i % 12] if i % 3 else "", DEFAULT_VOCAB.eye[i % 10],
-                        *[0] * len(BINARY_TAGS)])
+    write_tags_csv(data / "anime_tags" / "tags.csv", names, "test", hair_known=lambda i: i % 3 != 0)
     torch.manual_seed(0)
     model = TwinGAN(TwinGANConfig(resolution=16, base_channels=32, max_channels=16, norm="instance", tag_embed_dim=8))
     judge = Tagger(TaggerConfig(resolution=16, channels=(8, 16), feature_dim=8))

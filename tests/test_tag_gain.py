@@ -3,19 +3,18 @@ without costing the other group's control or input retrieval, written into the c
 
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
 import torch
 
-from samples import write_smooth_images
+from samples import write_smooth_images, write_tags_csv
 from train.tag_gain import best_gain, gain_table, main
 from twingan.checkpoint import load_pretrained, save_pretrained
 from twingan.config import TwinGANConfig
 from twingan.model import TwinGAN
 from twingan.tagger import Tagger, TaggerConfig
-from twingan.vocab import BINARY_TAGS, DEFAULT_VOCAB
+from twingan.vocab import DEFAULT_VOCAB
 
 
 @pytest.fixture()
@@ -23,11 +22,7 @@ def setup(tmp_path) -> dict:
     data = tmp_path / "data"
     write_smooth_images(data / "selfie2anime" / "trainA", 6, 16, seed=3)
     names = write_smooth_images(data / "anime_tags" / "images", 10, 16, seed=5)
-    with (data / "anime_tags" / "tags.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["file", "split", "hair_color", "eye_color", *BINARY_TAGS])
-        for i, name in enumerate(names):
-            w.writerow([name, "train", DEFAULT_VOCAB.hair[i % 12], DEFAULT_VOCAB.eye[i % 10], *[0] * len(BINARY_TAGS)])
+    write_tags_csv(data / "anime_tags" / "tags.csv", names, "train")
     torch.manual_seed(0)
     model = TwinGAN(TwinGANConfig(resolution=16, base_channels=32, max_channels=16, norm="instance", tag_embed_dim=8))
     tagger = Tagger(TaggerConfig(resolution=16, channels=(8, 16), feature_dim=8))

@@ -94,6 +94,40 @@ def batched(fn, *tensors, batch: int = 100) -> torch.Tensor:
     return torch.cat([fn(*(t[i:i + batch] if t is not None else None for t in tensors)) for i in range(0, n, batch)])
 
 
+def to_anime(model, selfies: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+    """Human -> anime translations of (N, 3, R, R) selfies with (N, dim) tags, in batches."""
+    return batched(lambda x, t: model.translate(x, "human", "anime", t), selfies, tags)
+
+
+def one_vector(model, selfies: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+    """Every selfie translated with the same tag vector `row` (dim,): the input is all that differs."""
+    return to_anime(model, selfies, row.expand(len(selfies), -1))
+
+
+@torch.no_grad()
+def colour_control(model, selfies: torch.Tensor, tags: torch.Tensor, group: str, readers: list,
+                   step=None) -> list[dict]:
+    """Every selfie translated in every colour of `group` ("hair" or "eye"; the other tags as in
+    `tags`), read by each tagger in `readers`: one `control_accuracy` dict per reader.
+    `step()` is called after each colour (a progress bar)."""
+    from twingan.metrics import control_accuracy
+
+    vocab = model.config.vocab
+    names, sl = (vocab.hair, vocab.hair_slice) if group == "hair" else (vocab.eye, vocab.eye_slice)
+    requested, read = [], [[] for _ in readers]
+    for c in range(len(names)):
+        t = tags.clone()
+        t[:, sl] = 0
+        t[:, sl.start + c] = 1
+        portraits = to_anime(model, selfies, t)
+        for probs, reader in zip(read, readers):
+            probs.append(batched(reader.tag_probs, portraits))
+        requested.append(torch.full((len(selfies),), c))
+        if step is not None:
+            step()
+    return [control_accuracy(torch.cat(requested), torch.cat(probs), vocab, group) for probs in read]
+
+
 def levels_read(model) -> list[int]:
     """The skip resolutions the generator concatenates at the model's output size."""
     return [r for r in model.config.resolutions[1:] if r <= model.resolution and model.config.uses_skip(r)]
@@ -144,7 +178,7 @@ def evaluate(model, judge, sets: dict, seed: int = 0, featnet=None,
     skips the two-sample test (its CNN is the one slow part); `second_judge` (a Tagger of another
     architecture) reads the colour control translations too, as `*_accuracy_second` keys.
     """
-    from twingan.metrics import classifier_two_sample_test, control_accuracy, fixed_pattern_share, input_retrieval
+    from twingan.metrics import classifier_two_sample_test, fixed_pattern_share, input_retrieval
 
     vocab = model.config.vocab
     g = torch.Generator().manual_seed(seed)
@@ -155,10 +189,8 @@ def evaluate(model, judge, sets: dict, seed: int = 0, featnet=None,
     perm = torch.randperm(len(anime), generator=g)
     held_out, reference = anime[perm[:n]], anime[perm[n:]]
     tags = sample_tags(sets["anime_tags"], n, vocab, g)
-    translated = batched(lambda x, t: model.translate(x, "human", "anime", t), selfies, tags)
-    # One tag vector for every input: the input is all that differs, so a fixed pattern shows.
-    same = tags[:1].expand(n, -1)
-    fixed = batched(lambda x, t: model.translate(x, "human", "anime", t), selfies, same)
+    translated = to_anime(model, selfies, tags)
+    fixed = one_vector(model, selfies, tags[0])  # one tag vector for every input, so a fixed pattern shows
 
     out = {"n_selfies": n, "n_anime_reference": len(reference)}
     if two_sample_steps > 0:
@@ -173,34 +205,20 @@ def evaluate(model, judge, sets: dict, seed: int = 0, featnet=None,
     # Trained against: the recipe matched the training tagger's feature moments, and tagger-eval
     # has its architecture, objective and data, so this FD measures what training optimised.
     out.update(_fd_triplet(judge.features, translated, held_out, selfies, reference))
-    for group, names, sl in (("hair", vocab.hair, vocab.hair_slice), ("eye", vocab.eye, vocab.eye_slice)):
-        requested, probs, probs2 = [], [], []
-        for c in range(len(names)):
-            t = tags.clone()
-            t[:, sl] = 0
-            t[:, sl.start + c] = 1
-            x = batched(lambda x, tt: model.translate(x, "human", "anime", tt), selfies, t)
-            probs.append(batched(judge.tag_probs, x))
-            if second_judge is not None:
-                probs2.append(batched(second_judge.tag_probs, x))
-            requested.append(torch.full((n,), c))
-        for suffix, read in (("", probs), ("_second", probs2)):
-            if read:
-                acc = control_accuracy(torch.cat(requested), torch.cat(read), vocab, group)
-                out[f"{group}_accuracy{suffix}"] = acc["accuracy"]
-                out[f"{group}_per_colour{suffix}"] = acc["per_class"]
+    readers = {suffix: reader for suffix, reader in (("", judge), ("_second", second_judge)) if reader is not None}
+    for group in ("hair", "eye"):
+        for suffix, acc in zip(readers, colour_control(model, selfies, tags, group, list(readers.values()))):
+            out[f"{group}_accuracy{suffix}"] = acc["accuracy"]
+            out[f"{group}_per_colour{suffix}"] = acc["per_class"]
     # Each judge's recall on the real anime test faces of each colour: what it confirms on real
     # faces, beside what it confirms on the portraits (a colour it misses there caps the control).
-    for suffix, reader in (("", judge), ("_second", second_judge)):
-        if reader is not None:
-            out.update(judge_recall_on_real(reader, anime, sets["anime_tags"], vocab, suffix))
+    for suffix, reader in readers.items():
+        out.update(judge_recall_on_real(reader, anime, sets["anime_tags"], vocab, suffix))
     retrieval = input_retrieval(selfies, fixed)
     out.update({f"retrieval_{k}": v for k, v in retrieval.items()})
     # The gated figure uses one tag vector; how much it depends on which one was drawn (reported, not gated).
     out["retrieval_top1_per_vector"] = [retrieval["top1"]] + [
-        input_retrieval(selfies, batched(lambda x, t: model.translate(x, "human", "anime", t), selfies,
-                                         tags[k:k + 1].expand(n, -1)))["top1"]
-        for k in range(1, min(RETRIEVAL_VECTORS, n))]
+        input_retrieval(selfies, one_vector(model, selfies, row))["top1"] for row in tags[1:RETRIEVAL_VECTORS]]
     out["spread"] = feature_spread(model, selfies, held_out)
     out["recon_l1_human"] = (batched(lambda x: model.translate(x, "human", "human"), selfies) - selfies).abs().mean().item()
     anime_tags = torch.nan_to_num(sets["anime_tags"], nan=0.0)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from train.config import REPO_ROOT, default_data_root
 from train.data import decode_images, list_images
-from train.evaluate import batched, sample_tags
+from train.evaluate import colour_control, one_vector, sample_tags
 
 TRAINING_TAGGER = REPO_ROOT / "checkpoints" / "tagger"
 DEFAULT_GAINS = (1.0, 1.125, 1.25, 1.375, 1.5)
@@ -62,31 +62,18 @@ def gain_table(model, tagger, selfies: torch.Tensor, anime_tags: torch.Tensor, g
     other_accuracy: the same for the other group (at the model's own gain for it); retrieval: input
     retrieval top-1, mean over `RETRIEVAL_VECTORS` fixed tag vectors.
     """
-    from twingan.metrics import control_accuracy, input_retrieval
+    from twingan.metrics import input_retrieval
 
     if group not in GROUPS:
         raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
     vocab = model.config.vocab
-    n = len(selfies)
-    tags = sample_tags(anime_tags, n, vocab, torch.Generator().manual_seed(seed))
+    tags = sample_tags(anime_tags, len(selfies), vocab, torch.Generator().manual_seed(seed))
     fixed = tags[:RETRIEVAL_VECTORS]
     bar = tqdm(total=len(gains) * (len(vocab.hair) + len(vocab.eye) + len(fixed)), desc=f"{group} gains",
                unit="pass", disable=not progress)
 
-    def translate(x, t):
-        return model.translate(x, "human", "anime", t)
-
     def control(name: str) -> dict:
-        names, sl = (vocab.hair, vocab.hair_slice) if name == "hair" else (vocab.eye, vocab.eye_slice)
-        requested, read = [], []
-        for c in range(len(names)):
-            t = tags.clone()
-            t[:, sl] = 0
-            t[:, sl.start + c] = 1
-            read.append(batched(tagger.tag_probs, batched(translate, selfies, t)))
-            requested.append(torch.full((n,), c))
-            bar.update()
-        return control_accuracy(torch.cat(requested), torch.cat(read), vocab, name)
+        return colour_control(model, selfies, tags, name, [tagger], bar.update)[0]
 
     other = GROUPS[1 - GROUPS.index(group)]
     saved = getattr(model.config, f"{group}_gain")
@@ -97,7 +84,7 @@ def gain_table(model, tagger, selfies: torch.Tensor, anime_tags: torch.Tensor, g
             acc, other_acc = control(group), control(other)
             retrieval = []
             for row in fixed:
-                retrieval.append(input_retrieval(selfies, batched(translate, selfies, row.expand(n, -1)))["top1"])
+                retrieval.append(input_retrieval(selfies, one_vector(model, selfies, row))["top1"])
                 bar.update()
             table[float(gain)] = {"accuracy": acc["accuracy"], "per_class": acc["per_class"],
                                   "other_accuracy": other_acc["accuracy"],
