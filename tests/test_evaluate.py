@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from samples import write_smooth_images, write_tags_csv
-from train.evaluate import EVAL_TAGGER, FEATNET, _fd_triplet, main
+from train.evaluate import EVAL_TAGGER, FEATNET, _fd_triplet, colour_control, main
 from twingan.checkpoint import load_pretrained, save_pretrained
 from twingan.config import TwinGANConfig
 from twingan.featnet import FeatureNet, FeatureNetConfig
@@ -57,6 +57,8 @@ def test_evaluate_writes_metrics_and_grid(setup, capsys):
     for group, suffix in itertools.product(("hair", "eye"), ("", "_second")):  # both judges read the same images
         per = m[f"{group}_per_colour{suffix}"].values()
         assert m[f"{group}_accuracy{suffix}"] == pytest.approx(sum(per) / len(per))
+        # A mean of 6 values in [0, 1]: its standard error is at most that of three 0s and three 1s.
+        assert 0 <= m[f"{group}_accuracy_stderr{suffix}"] <= (0.3 / 6) ** 0.5 + 1e-6
         assert all(v * 6 == pytest.approx(round(v * 6)) for v in per)  # k of 6 selfies
     for prefix in ("", "indep_"):
         fd, lo, hi = m[f"{prefix}fd"], m[f"{prefix}fd_floor"], m[f"{prefix}fd_ceiling"]
@@ -83,6 +85,39 @@ def test_evaluate_writes_metrics_and_grid(setup, capsys):
         recall = m[f"eye_judge_recall_real{suffix}"]
         assert set(recall) == set(eye_n) and all(v * eye_n[k] == pytest.approx(round(v * eye_n[k])) for k, v in recall.items())
     assert "tagger-eval on real anime test faces, eye recall per colour" in table
+
+
+class _ColourEcho:
+    """A stand-in model whose portrait carries the asked-for eye colour in channel 0 and the selfie's
+    index in channel 1, and a reader that reads the colour right for the first `right` selfies only."""
+
+    def __init__(self, right: int):
+        self.config = TwinGANConfig()
+        self.right = right
+
+    def translate(self, x, source, target, tags):
+        colour = tags[:, self.config.vocab.eye_slice].argmax(-1).float()
+        return torch.stack([colour[:, None, None].expand(-1, 2, 2), x[:, 0]], 1)
+
+    def tag_probs(self, portraits):
+        vocab = self.config.vocab
+        colour, selfie = portraits[:, 0, 0, 0].long(), portraits[:, 1, 0, 0].long()
+        read = torch.where(selfie < self.right, colour, (colour + 1) % len(vocab.eye))
+        probs = torch.zeros(len(portraits), vocab.dim)
+        probs[torch.arange(len(portraits)), vocab.eye_slice.start + read] = 1
+        return probs
+
+
+def test_colour_control_standard_error_is_over_the_selfies():
+    echo = _ColourEcho(right=3)
+    selfies = torch.arange(8.0)[:, None, None, None].expand(-1, 1, 2, 2)  # selfie i holds i
+    tags = torch.zeros(8, echo.config.vocab.dim)
+    acc = colour_control(echo, selfies, tags, "eye", [echo])[0]
+    # 3 of 8 selfies read right in every colour: accuracy 3/8, and the standard error of a 0/1 sample.
+    per_selfie = torch.tensor([1.0] * 3 + [0.0] * 5)
+    assert acc["accuracy"] == pytest.approx(3 / 8)
+    assert acc["stderr"] == pytest.approx((per_selfie.std() / 8 ** 0.5).item())
+    assert colour_control(_ColourEcho(right=8), selfies, tags, "eye", [_ColourEcho(right=8)])[0]["stderr"] == 0
 
 
 def test_quick_skips_the_two_sample_test(setup, capsys):

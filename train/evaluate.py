@@ -108,7 +108,9 @@ def one_vector(model, selfies: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
 def colour_control(model, selfies: torch.Tensor, tags: torch.Tensor, group: str, readers: list,
                    step=None) -> list[dict]:
     """Every selfie translated in every colour of `group` ("hair" or "eye"; the other tags as in
-    `tags`), read by each tagger in `readers`: one `control_accuracy` dict per reader.
+    `tags`), read by each tagger in `readers`: one `control_accuracy` dict per reader, plus its
+    `stderr`, the standard error of the accuracy over the selfies (each selfie's share of colours
+    read right is one sample), so a gap to a gate can be told from the luck of the test set.
     `step()` is called after each colour (a progress bar)."""
     from twingan.metrics import control_accuracy
 
@@ -125,7 +127,15 @@ def colour_control(model, selfies: torch.Tensor, tags: torch.Tensor, group: str,
         requested.append(torch.full((len(selfies),), c))
         if step is not None:
             step()
-    return [control_accuracy(torch.cat(requested), torch.cat(probs), vocab, group) for probs in read]
+    results = []
+    for probs in read:
+        acc = control_accuracy(torch.cat(requested), torch.cat(probs), vocab, group)
+        # The colour-major order above: row c holds every selfie asked for colour c.
+        hits = (torch.cat(probs)[:, sl].argmax(-1).cpu() == torch.cat(requested)).view(len(names), -1)
+        per_selfie = hits.float().mean(0)
+        acc["stderr"] = (per_selfie.std() / len(per_selfie) ** 0.5).item() if len(per_selfie) > 1 else float("nan")
+        results.append(acc)
+    return results
 
 
 def levels_read(model) -> list[int]:
@@ -209,6 +219,7 @@ def evaluate(model, judge, sets: dict, seed: int = 0, featnet=None,
     for group in ("hair", "eye"):
         for suffix, acc in zip(readers, colour_control(model, selfies, tags, group, list(readers.values()))):
             out[f"{group}_accuracy{suffix}"] = acc["accuracy"]
+            out[f"{group}_accuracy_stderr{suffix}"] = acc["stderr"]
             out[f"{group}_per_colour{suffix}"] = acc["per_class"]
     # Each judge's recall on the real anime test faces of each colour: what it confirms on real
     # faces, beside what it confirms on the portraits (a colour it misses there caps the control).
@@ -272,6 +283,14 @@ def passes(metrics: dict, key: str) -> bool:
     return metrics[key] <= threshold if direction == "<=" else metrics[key] >= threshold
 
 
+def _pct_se(m: dict, key: str, suffix: str = "") -> str:
+    """`m[key + suffix]` as a percentage, with its standard error where the metrics have one
+    (JSON written before the standard error was added has none)."""
+    text = f"{100 * m[key + suffix]:.1f}%"
+    stderr = m.get(f"{key}_stderr{suffix}")
+    return text if stderr is None else f"{text} +- {100 * stderr:.1f}"
+
+
 def format_table(m: dict) -> str:
     def gate(key: str) -> str:
         direction, threshold = GATES[key]
@@ -291,13 +310,13 @@ def format_table(m: dict) -> str:
     lines.append(f"| fixed-pattern share of the translations ({gate('fixed_pattern_share')}); real anime, selfies "
                  f"| {m['fixed_pattern_share']:.3f}; {m['fixed_pattern_share_anime']:.3f}, "
                  f"{m['fixed_pattern_share_selfies']:.3f} |")
-    lines.append(f"| hair colour control, {len(m['hair_per_colour'])} colours ({gate('hair_accuracy')}) "
-                 f"| {100 * m['hair_accuracy']:.1f}% |")
-    lines.append(f"| eye colour control, {len(m['eye_per_colour'])} colours ({gate('eye_accuracy')}) "
-                 f"| {100 * m['eye_accuracy']:.1f}% |")
+    for group in ("hair", "eye"):
+        lines.append(f"| {group} colour control, {len(m[f'{group}_per_colour'])} colours "
+                     f"({gate(f'{group}_accuracy')}), +- standard error over the selfies "
+                     f"| {_pct_se(m, f'{group}_accuracy')} |")
     if "eye_accuracy_second" in m:
         lines.append(f"| hair / eye colour control read by tagger-eval-residual (another architecture) "
-                     f"| {100 * m['hair_accuracy_second']:.1f}% / {100 * m['eye_accuracy_second']:.1f}% |")
+                     f"| {_pct_se(m, 'hair_accuracy', '_second')} / {_pct_se(m, 'eye_accuracy', '_second')} |")
     lines.append(f"| input retrieval top-1 from the output's grey layout, chance {100 * m['retrieval_chance_top1']:.1f}% "
                  f"({gate('retrieval_top1')}) | {100 * m['retrieval_top1']:.1f}% |")
     if "retrieval_top1_per_vector" in m:
