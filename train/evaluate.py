@@ -127,12 +127,11 @@ def colour_control(model, selfies: torch.Tensor, tags: torch.Tensor, group: str,
         requested.append(torch.full((len(selfies),), c))
         if step is not None:
             step()
-    results = []
-    for probs in read:
-        acc = control_accuracy(torch.cat(requested), torch.cat(probs), vocab, group)
+    requested, results = torch.cat(requested), []
+    for probs in map(torch.cat, read):
+        acc = control_accuracy(requested, probs, vocab, group)
         # The colour-major order above: row c holds every selfie asked for colour c.
-        hits = (torch.cat(probs)[:, sl].argmax(-1).cpu() == torch.cat(requested)).view(len(names), -1)
-        per_selfie = hits.float().mean(0)
+        per_selfie = (probs[:, sl].argmax(-1).cpu() == requested).view(len(names), -1).float().mean(0)
         acc["stderr"] = (per_selfie.std() / len(per_selfie) ** 0.5).item() if len(per_selfie) > 1 else float("nan")
         results.append(acc)
     return results
@@ -284,11 +283,8 @@ def passes(metrics: dict, key: str) -> bool:
 
 
 def _pct_se(m: dict, key: str, suffix: str = "") -> str:
-    """`m[key + suffix]` as a percentage, with its standard error where the metrics have one
-    (JSON written before the standard error was added has none)."""
-    text = f"{100 * m[key + suffix]:.1f}%"
-    stderr = m.get(f"{key}_stderr{suffix}")
-    return text if stderr is None else f"{text} +- {100 * stderr:.1f}"
+    """`m[key + suffix]` as a percentage, with its standard error."""
+    return f"{100 * m[key + suffix]:.1f}% +- {100 * m[f'{key}_stderr{suffix}']:.1f}"
 
 
 def format_table(m: dict) -> str:
