@@ -117,7 +117,8 @@ def test_colour_control_standard_error_is_over_the_selfies():
     per_selfie = torch.tensor([1.0] * 3 + [0.0] * 5)
     assert acc["accuracy"] == pytest.approx(3 / 8)
     assert acc["stderr"] == pytest.approx((per_selfie.std() / 8 ** 0.5).item())
-    assert colour_control(_ColourEcho(right=8), selfies, tags, "eye", [_ColourEcho(right=8)])[0]["stderr"] == 0
+    all_right = _ColourEcho(right=8)
+    assert colour_control(all_right, selfies, tags, "eye", [all_right])[0]["stderr"] == 0
 
 
 def test_quick_skips_the_two_sample_test(setup, capsys):

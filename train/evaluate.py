@@ -315,11 +315,10 @@ def format_table(m: dict) -> str:
                      f"| {_pct_se(m, 'hair_accuracy', '_second')} / {_pct_se(m, 'eye_accuracy', '_second')} |")
     lines.append(f"| input retrieval top-1 from the output's grey layout, chance {100 * m['retrieval_chance_top1']:.1f}% "
                  f"({gate('retrieval_top1')}) | {100 * m['retrieval_top1']:.1f}% |")
-    if "retrieval_top1_per_vector" in m:
-        per_vector = m["retrieval_top1_per_vector"]
-        lines.append(f"| input retrieval top-1 with {len(per_vector)} fixed tag vectors, the first gated (mean) | "
-                     + ", ".join(f"{100 * r:.1f}%" for r in per_vector)
-                     + f" ({100 * sum(per_vector) / len(per_vector):.1f}%) |")
+    per_vector = m["retrieval_top1_per_vector"]
+    lines.append(f"| input retrieval top-1 with {len(per_vector)} fixed tag vectors, the first gated (mean) | "
+                 + ", ".join(f"{100 * r:.1f}%" for r in per_vector)
+                 + f" ({100 * sum(per_vector) / len(per_vector):.1f}%) |")
     lines.append(f"| median rank of the own input (of {m['n_selfies']}) | {m['retrieval_median_rank']:.0f} |")
     lines.append(f"| output spread across inputs / input spread | {m['retrieval_spread']:.2f} |")
     lines.append(f"| trained against: tagger-eval FD translated / floor / ceiling | "
