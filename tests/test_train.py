@@ -99,6 +99,17 @@ def test_alignment_and_shift_losses_are_trained(data_root, tmp_path, weight, key
     assert sum(values[-5:]) / 5 < 0.8 * sum(values[:5]) / 5, values
 
 
+def test_eye_colour_loss_is_trained(data_root, tmp_path, monkeypatch):
+    # The generated faces have no eyes a detector finds: every source image gets the same two points.
+    points = torch.tensor([[0.35, 0.4], [0.65, 0.4]])
+    monkeypatch.setattr("train.eyes.locate_eyes", lambda images: (points.expand(len(images), 2, 2).clone(), 0))
+    trainer = make_trainer(data_root, tmp_path / "run", batch_size=16, w_gan=0.0, w_tag_d=0.0, w_latent=0.0,
+                           w_recon=0.0, w_eye_colour=1.0, augment=True)
+    assert (tmp_path / "run" / "source_eyes.pt").is_file()  # kept with the run for a resume
+    values = [trainer.step()["eye_colour"] for _ in range(40)]  # each step asks for other colours: noisy
+    assert sum(values[-10:]) / 10 < 0.8 * sum(values[:10]) / 10, values
+
+
 def test_alignment_reads_the_latent_and_the_used_skips_only():
     from train.engine import read_levels
     from twingan.config import TwinGANConfig

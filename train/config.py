@@ -70,6 +70,7 @@ class TrainConfig:
     w_tagger_features: float = 0.0  # match mean/std of frozen-tagger features of translations to real target images
     w_align: float = 0.0  # match per-position mean/std of source encodings to target encodings at the latent and every skip G reads
     w_shift: float = 0.0  # L1 between translate(shift(x)) and shift(translate(x)), a random shift of up to 1/8 of the side: what is painted at fixed places, whatever the input, breaks it
+    w_eye_colour: float = 0.0  # each eye of a translation (found on the source by the face detector) must hold pixels of the asked eye colour's RGB (train.losses.EYE_RGB): a pixel loss, not a network's reading
     d_width: float = 1.0  # discriminator channels = this x the generator's (D is not exported: inference cost unchanged)
     tagger: str = "checkpoints/tagger"  # frozen tagger for w_tagger (relative to the repo root)
     fill_tags_threshold: float = 0.0  # >0: untagged target images get the tagger's colours where it is this sure

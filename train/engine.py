@@ -183,6 +183,12 @@ class Trainer:
         self.tgt_sampler = EpochSampler(len(target), cfg.seed + 1,
                                         balance_repeats(target.eye, cfg.target_eye_balance)
                                         if cfg.target_eye_balance else None)
+        self.source_eyes = self.eye_rgb = None
+        if cfg.w_eye_colour:
+            from train.eyes import cached_eyes
+
+            self.source_eyes = cached_eyes(source.images, cfg.run_path / "source_eyes.pt")
+            self.eye_rgb = losses.eye_prototypes(self.vocab).to(self.device)
         tagged = target.hair >= 0
         pool = tagged | (target.eye >= 0)
         self.tag_pool = (target.tags[pool], target.hair[pool], target.eye[pool]) if bool(pool.any()) else None
@@ -249,10 +255,17 @@ class Trainer:
         ti = self.tgt_sampler.next(global_batch)
         xs = batch_images(self.source, si, resolution)
         xt = batch_images(self.target, ti, resolution)
+        extra = {}
+        if self.source_eyes is not None:  # the eye discs ride along as extra channels, through the augmentation
+            from train.eyes import eye_masks
+
+            xs = torch.cat([xs, eye_masks(self.source_eyes[si.cpu()], resolution).to(xs.device)], 1)
         if self.cfg.augment:
             from train.tags_data import augment
 
             xs, xt = augment(xs, self.rng), augment(xt, self.rng)
+        if self.source_eyes is not None:
+            xs, extra["eye_masks"] = xs[:, :3], xs[:, 3:]
         xs, xt = fade_real(xs, alpha), fade_real(xt, alpha)
         if self.tag_pool is not None:
             fake_tags, fake_hair, fake_eye = losses.sample_target_tags(
@@ -264,7 +277,7 @@ class Trainer:
         batch = dict(xs=xs, xt=xt, src_tags=self.source.tags[si], tgt_tags=self.target.tags[ti],
                      tgt_hair=self.target.hair[ti], tgt_eye=self.target.eye[ti],
                      tgt_binary_known=self.target.binary_known[ti],
-                     fake_tags=fake_tags, fake_hair=fake_hair, fake_eye=fake_eye)
+                     fake_tags=fake_tags, fake_hair=fake_hair, fake_eye=fake_eye, **extra)
         shard = slice(self.rank, None, self.world)
         batch = {k: v[shard].to(self.device, non_blocking=True) for k, v in batch.items()}
         if self.cfg.w_shift:  # one shift for the whole step, drawn last so runs without it draw as before
@@ -364,6 +377,12 @@ class Trainer:
                 moved = m.decode(*m.encode(losses.shift(batch["xs"], dy, dx), src), tgt, batch["fake_tags"])
                 logs["shift"] = shift = losses.shift_consistency(moved, gen["fake_t"], dy, dx)
                 loss = loss + cfg.w_shift * shift
+            if cfg.w_eye_colour:
+                # The asked eye colour, as pixels where the person's eyes are (no network reads it).
+                asked = batch["fake_eye"] >= 0  # every row when the target has colour tags
+                logs["eye_colour"] = eye_colour = losses.eye_colour(
+                    gen["fake_t"][asked].float(), batch["eye_masks"][asked], self.eye_rgb[batch["fake_eye"][asked]])
+                loss = loss + cfg.w_eye_colour * eye_colour
             if fake_tags is not None and cfg.w_tag_d:
                 logs["g_tag"] = g_tag = losses.tag_loss(
                     fake_tags.float(), batch["fake_hair"], batch["fake_eye"], batch["fake_tags"],

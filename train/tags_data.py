@@ -94,7 +94,8 @@ def augment(images: torch.Tensor, generator: torch.Generator | None = None,
             min_scale: float = 0.8, brightness: float = 0.12) -> torch.Tensor:
     """Flip, random crop-and-resize and brightness jitter on a float batch (B, 3, H, W) in [0, 1].
 
-    Hue and saturation are left alone on purpose: the labels are colours.
+    Hue and saturation are left alone on purpose: the labels are colours. Channels past the third
+    (masks drawn on the images) get the same flip and crop but no brightness change.
     """
     b, _, h, w = images.shape
     dev = images.device  # the random numbers come from the (CPU) generator, then move: same draws on any device
@@ -110,6 +111,8 @@ def augment(images: torch.Tensor, generator: torch.Generator | None = None,
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     # Brightness: the same offset on all three channels keeps hue unchanged.
     offset = brightness * (2 * torch.rand(b, 1, 1, 1, generator=generator) - 1)
+    if images.shape[1] > 3:
+        offset = F.pad(offset.expand(b, 3, 1, 1), (0, 0, 0, 0, 0, images.shape[1] - 3))
     return (images + offset.to(dev, images.dtype)).clamp(0, 1)
 
 
