@@ -198,6 +198,19 @@ def test_step_losses_match_the_recorded_run(data_root, tmp_path, recipe):
             assert got[k] == pytest.approx(expected[k], rel=1e-4, abs=1e-6), (recipe, k, got, expected)
 
 
+def test_tagger_eye_weight_scales_the_eye_term_only(data_root, tmp_path):
+    # The first step's generator terms are computed before any generator update, so two runs that differ
+    # only in w_tagger_eye log the same terms but g_tagger, which loses its eye cross-entropy.
+    both = golden_trainer(data_root, tmp_path / "a", "all_terms").step()
+    trainer = golden_trainer(data_root, tmp_path / "b", "all_terms")
+    trainer.cfg.w_tagger_eye = 0.0
+    hair_only = trainer.step()
+    assert hair_only["g_tagger"] < both["g_tagger"] - 0.1
+    for k in both:
+        if k not in ("g_tagger", "g_total"):
+            assert hair_only[k] == pytest.approx(both[k], rel=1e-5), k
+
+
 def test_stage_schedule():
     cfg = load_config(None, ["model={\"resolution\": 64}", "start_resolution=16", "stage_images=[100, 200]",
                              "fade_fraction=0.5"])

@@ -67,6 +67,7 @@ class TrainConfig:
     reverse: bool = True  # also translate target -> source (second discriminator)
     w_tag_d: float = 1.0  # tag head of the target discriminator: CE on real tags, G gets it on fakes
     w_tagger: float = 0.0  # frozen tagger's loss on translations (0 = off)
+    w_tagger_eye: float = 1.0  # weight of the eye-colour term inside w_tagger's CE (0: the frozen tagger teaches hair only; eyes come from D's tag head and w_eye_colour)
     w_tagger_features: float = 0.0  # match mean/std of frozen-tagger features of translations to real target images
     w_align: float = 0.0  # match per-position mean/std of source encodings to target encodings at the latent and every skip G reads
     w_shift: float = 0.0  # L1 between translate(shift(x)) and shift(translate(x)), a random shift of up to 1/8 of the side: what is painted at fixed places, whatever the input, breaks it

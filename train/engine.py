@@ -392,7 +392,7 @@ class Trainer:
                 read = self.tagger(gen["fake_t"].float().clamp(0, 1))
                 if cfg.w_tagger:
                     logs["g_tagger"] = g_tagger = F.cross_entropy(read["hair_logits"], batch["fake_hair"]) + \
-                        F.cross_entropy(read["eye_logits"], batch["fake_eye"])
+                        cfg.w_tagger_eye * F.cross_entropy(read["eye_logits"], batch["fake_eye"])
                     loss = loss + cfg.w_tagger * g_tagger
                 if cfg.w_tagger_features:
                     with torch.no_grad():
