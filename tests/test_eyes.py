@@ -53,6 +53,10 @@ def test_eye_colour_loss_wants_a_few_pixels_of_the_colour_in_each_eye():
     cut[:, 1] = 0
     assert losses.eye_colour(one, cut, orange) == pytest.approx(0.0, abs=1e-6)
 
+    # No disc at all (every one cropped away, or no row asked for an eye colour): no loss, no error.
+    assert losses.eye_colour(images, torch.zeros_like(masks), orange) == 0
+    assert losses.eye_colour(images[:0], masks[:0], orange[:0]) == 0
+
 
 def test_eye_prototypes_cover_the_vocabulary_in_its_order():
     rgb = losses.eye_prototypes(DEFAULT_VOCAB)

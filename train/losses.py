@@ -162,11 +162,11 @@ def eye_colour(images: torch.Tensor, masks: torch.Tensor, colours: torch.Tensor,
     (lashes, white, highlight) keeps its own colours. Discs cut off by a crop count by what is left.
     """
     inside = (masks >= 0.5).flatten(2)  # (B, E, HW)
+    if not bool(inside.any()):  # no rows, or every disc cropped away
+        return images.sum() * 0.0
     d = (images - colours[:, :, None, None]).abs().mean(1).flatten(1)  # (B, HW)
     d = d[:, None].expand_as(inside).masked_fill(~inside, float("inf"))
     k = max(1, round(share * float(inside.sum(-1).float().max())))
     closest = d.topk(k, dim=-1, largest=False).values  # (B, E, k), inf past a disc's own pixels
     finite = torch.isfinite(closest)
-    if not bool(finite.any()):
-        return images.sum() * 0.0
     return torch.where(finite, closest, torch.zeros_like(closest)).sum() / finite.sum()
