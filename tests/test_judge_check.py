@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import data_root
-from train.judge_check import eye_reading_shares, format_report, main, painted_iris_readings
+from train.judge_check import eye_reading_shares, format_report, main, painted_figure, painted_iris_readings
 from train.losses import eye_prototypes
 from twingan.config import TwinGANConfig
 
@@ -64,6 +64,23 @@ def test_a_painted_iris_is_read_by_a_judge_that_looks_at_the_eyes_only():
     assert sum(readings["plain"][c][0] for c in VOCAB.eye) <= 1.0  # grey is read as one colour at most
     report = format_report(["pixel", "brown"], [{c: 0.1 for c in VOCAB.eye}] * 2, 10, readings, n, 0.04, VOCAB)
     assert "| pixel | 10.0 -> 100.0 |" in report and "| brown | 10.0 -> 10.0 |" in report
+
+
+def test_painted_figure_has_a_row_per_selfie_and_two_columns_per_colour(tmp_path):
+    from PIL import Image
+
+    from train.figures import CELL, LABEL
+
+    n = 3
+    points = torch.tensor([[0.38, 0.35], [0.66, 0.36]]).expand(n, 2, 2)
+    path = painted_figure(_GreyModel(), _PixelJudge(), torch.rand(n, 3, 32, 32), points, torch.zeros(n, VOCAB.dim),
+                          ["orange", "pink"], 0.04, tmp_path / "fig" / "judge.png")
+    sheet = Image.open(path)
+    assert sheet.size == (5 * CELL, LABEL + n * CELL)
+    # The painted orange cell shows the orange iris at the left eye.
+    x, y = int(2 * CELL + 0.38 * CELL), int(LABEL + 0.35 * CELL)
+    r, g, b = sheet.getpixel((x, y))[:3]
+    assert r > 200 and 100 < g < 180 and b < 80
 
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys):

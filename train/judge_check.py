@@ -9,7 +9,7 @@
    face detector's landmarks on the selfie). A judge that reads the colour from the eyes reads it more
    often once the iris is that colour.
 
-    python -m train.judge_check CHECKPOINT [--count 200] [--radius 0.04] [--threads 2]
+    python -m train.judge_check CHECKPOINT [--count 200] [--radius 0.04] [--figure PNG] [--threads 2]
 
 Train selfies only: the test selfies stay for `train.evaluate`.
 """
@@ -64,6 +64,43 @@ def painted_iris_readings(model, judges: list, selfies: torch.Tensor, points: to
     return out
 
 
+@torch.no_grad()
+def painted_figure(model, judge, selfies: torch.Tensor, points: torch.Tensor, tags: torch.Tensor,
+                   colours: list[str], radius: float, path: Path):
+    """Rows: selfies; columns: the input, then per colour its portrait as drawn and with a painted iris,
+    each captioned with the eye colour `judge` reads there."""
+    from PIL import ImageDraw
+    from torchvision.transforms.functional import to_pil_image
+
+    from train.eyes import eye_masks
+    from train.figures import CELL, LABEL, grid
+    from train.losses import eye_prototypes
+
+    vocab = model.config.vocab
+    rgb = eye_prototypes(vocab)
+    discs = eye_masks(points, selfies.shape[-1], radius).amax(1, keepdim=True)
+    columns, captions = [selfies], ["input"]
+    for name in colours:
+        c = vocab.eye.index(name)
+        asked = tags.clone()
+        asked[:, vocab.eye_slice] = 0
+        asked[:, vocab.eye_slice.start + c] = 1
+        portraits = to_anime(model, selfies, asked)
+        columns += [portraits, torch.lerp(portraits, rgb[c].view(1, 3, 1, 1).expand_as(portraits), discs)]
+        captions += [f"{name} asked", f"{name} painted"]
+    sheet = grid([[to_pil_image(col[i].clamp(0, 1)) for col in columns] for i in range(len(selfies))], captions)
+    draw = ImageDraw.Draw(sheet)
+    for j, col in enumerate(columns[1:], start=1):
+        read = batched(judge.tag_probs, col)[:, vocab.eye_slice].argmax(1)
+        for i in range(len(selfies)):
+            x, y = j * CELL + 2, LABEL + (i + 1) * CELL - 14
+            draw.rectangle((x - 1, y - 1, x + 6 * len(vocab.eye[read[i]]) + 1, y + 11), fill="white")
+            draw.text((x, y), vocab.eye[read[i]], fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
+
+
 def _load_close_ups(data: Path, resolution: int) -> torch.Tensor:
     from train.data import decode_images, list_images
 
@@ -104,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="tagger folders to check (default: both judges and, for comparison, the training tagger)")
     p.add_argument("--count", type=int, default=200, help="train selfies to translate")
     p.add_argument("--radius", type=float, default=0.04, help="painted iris radius, as a fraction of the side")
+    p.add_argument("--figure", default=None, help="also save a PNG: a few portraits asked for orange, pink and aqua "
+                   "eyes, as drawn and painted, each captioned with the first judge's reading")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -131,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     readings = painted_iris_readings(model, judges, sets["selfies"], points, tags, args.radius)
     names = [Path(j).name for j in args.judges]
     print(format_report(names, shares, len(close), readings, len(sets["selfies"]), args.radius, vocab))
+    if args.figure:
+        shown = slice(0, 4)
+        path = painted_figure(model, judges[0], sets["selfies"][shown], points[shown], tags[shown],
+                              ["orange", "pink", "aqua"], args.radius, Path(args.figure))
+        print(f"\nwrote {path}: captions are what {names[0]} reads")
     return 0
 
 
