@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from train.config import REPO_ROOT, default_data_root
@@ -27,6 +28,7 @@ from train.evaluate import EVAL_TAGGER, EVAL_TAGGER_RESIDUAL, batched, sample_ta
 from twingan.vocab import TagVocab
 
 TRAINING_TAGGER = REPO_ROOT / "checkpoints" / "tagger"
+FIGURE_PHOTOS = (REPO_ROOT / "examples" / "astronaut.png", REPO_ROOT / "examples" / "camera.png")
 CLOSE_UP_FOLDERS = ("selfie2anime/trainB", "selfie2anime/testB")
 
 
@@ -141,8 +143,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="tagger folders to check (default: both judges and, for comparison, the training tagger)")
     p.add_argument("--count", type=int, default=200, help="train selfies to translate")
     p.add_argument("--radius", type=float, default=0.04, help="painted iris radius, as a fraction of the side")
-    p.add_argument("--figure", default=None, help="also save a PNG: a few portraits asked for orange, pink and aqua "
-                   "eyes, as drawn and painted, each captioned with the first judge's reading")
+    p.add_argument("--figure", default=None, help="also save a PNG: the faces of --figure-photos asked for orange, "
+                   "pink and aqua eyes, as drawn and painted, each captioned with the first judge's reading")
+    p.add_argument("--figure-photos", nargs="+", default=[str(p) for p in FIGURE_PHOTOS],
+                   help="photos for --figure (default: the public-domain examples; never the data's selfies, "
+                   "which must not be redistributed)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -171,8 +176,17 @@ def main(argv: list[str] | None = None) -> int:
     names = [Path(j).name for j in args.judges]
     print(format_report(names, shares, len(close), readings, len(sets["selfies"]), args.radius, vocab))
     if args.figure:
-        shown = slice(0, 4)
-        path = painted_figure(model, judges[0], sets["selfies"][shown], points[shown], tags[shown],
+        from twingan.faces import FaceCropper, ImageError
+
+        cropper = FaceCropper(resolution=res, max_faces=1)
+        try:
+            faces = torch.stack([torch.from_numpy(np.array(cropper(photo)[0].image)).permute(2, 0, 1)
+                                 for photo in args.figure_photos])
+            face_points, _ = locate_eyes(faces, progress=False)
+        except (ImageError, ValueError, IndexError) as err:
+            print(f"error: no figure: {err or 'no face found'}", file=sys.stderr)
+            return 2
+        path = painted_figure(model, judges[0], faces.float() / 255, face_points, tags[:len(faces)],
                               ["orange", "pink", "aqua"], args.radius, Path(args.figure))
         print(f"\nwrote {path}: captions are what {names[0]} reads")
     return 0
