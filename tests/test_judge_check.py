@@ -105,3 +105,20 @@ def test_shipped_judges_on_real_close_ups():
     # README's and model card's reading of the eye gate rests on this).
     assert shares["blue"] > 0.1 and shares["brown"] > 0.1
     assert shares["orange"] < 0.01
+
+
+def test_main_end_to_end_on_the_shipped_checkpoint(tmp_path, capsys):
+    data = data_root()
+    if not (data / "selfie2anime" / "trainA").is_dir() or not (data / "anime_tags").is_dir():
+        pytest.skip(f"the selfie2anime train selfies or anime_tags are not under {data}")
+    from PIL import Image
+
+    from train.config import REPO_ROOT
+
+    figure = tmp_path / "judge.png"
+    args = [str(REPO_ROOT / "checkpoints" / "twingan-selfie2anime"), "--data", str(data), "--count", "4",
+            "--threads", "1", "--figure", str(figure)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "real close-up anime faces" in out and "| tagger-eval |" in out and "| tagger-eval-residual |" in out
+    assert Image.open(figure).size[1] > 2 * 96  # a caption row and one row per example photo
