@@ -39,6 +39,19 @@ def eye_reading_shares(judge, images: torch.Tensor, vocab: TagVocab) -> dict[str
     return {name: (read == c).float().mean().item() for c, name in enumerate(vocab.eye)}
 
 
+def _asking(tags: torch.Tensor, vocab: TagVocab, colour: int) -> torch.Tensor:
+    """`tags` with the eye colour replaced by `colour` (an index into vocab.eye)."""
+    asked = tags.clone()
+    asked[:, vocab.eye_slice] = 0
+    asked[:, vocab.eye_slice.start + colour] = 1
+    return asked
+
+
+def _painted(portraits: torch.Tensor, discs: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+    """(N, 3, R, R) portraits with the (N, 1, R, R) discs filled with the colour `rgb` (3,)."""
+    return torch.lerp(portraits, rgb.view(1, 3, 1, 1).expand_as(portraits), discs)
+
+
 @torch.no_grad()
 def painted_iris_readings(model, judges: list, selfies: torch.Tensor, points: torch.Tensor, tags: torch.Tensor,
                           radius: float = 0.04) -> dict[str, dict[str, list[float]]]:
@@ -56,12 +69,8 @@ def painted_iris_readings(model, judges: list, selfies: torch.Tensor, points: to
     discs = eye_masks(points, selfies.shape[-1], radius).amax(1, keepdim=True)  # (N, 1, R, R)
     out = {"plain": {}, "painted": {}}
     for c, name in enumerate(vocab.eye):
-        asked = tags.clone()
-        asked[:, vocab.eye_slice] = 0
-        asked[:, vocab.eye_slice.start + c] = 1
-        portraits = to_anime(model, selfies, asked)
-        painted = torch.lerp(portraits, rgb[c].view(1, 3, 1, 1).expand_as(portraits), discs)
-        for key, images in (("plain", portraits), ("painted", painted)):
+        portraits = to_anime(model, selfies, _asking(tags, vocab, c))
+        for key, images in (("plain", portraits), ("painted", _painted(portraits, discs, rgb[c]))):
             out[key][name] = [eye_reading_shares(j, images, vocab)[name] for j in judges]
     return out
 
@@ -69,8 +78,8 @@ def painted_iris_readings(model, judges: list, selfies: torch.Tensor, points: to
 @torch.no_grad()
 def painted_figure(model, judge, selfies: torch.Tensor, points: torch.Tensor, tags: torch.Tensor,
                    colours: list[str], radius: float, path: Path):
-    """Rows: selfies; columns: the input, then per colour its portrait as drawn and with a painted iris,
-    each captioned with the eye colour `judge` reads there."""
+    """Rows: the faces; columns: the input, then per colour its portrait as drawn and with a painted
+    iris, each captioned with the eye colour `judge` reads there."""
     from PIL import ImageDraw
     from torchvision.transforms.functional import to_pil_image
 
@@ -84,11 +93,8 @@ def painted_figure(model, judge, selfies: torch.Tensor, points: torch.Tensor, ta
     columns, captions = [selfies], ["input"]
     for name in colours:
         c = vocab.eye.index(name)
-        asked = tags.clone()
-        asked[:, vocab.eye_slice] = 0
-        asked[:, vocab.eye_slice.start + c] = 1
-        portraits = to_anime(model, selfies, asked)
-        columns += [portraits, torch.lerp(portraits, rgb[c].view(1, 3, 1, 1).expand_as(portraits), discs)]
+        portraits = to_anime(model, selfies, _asking(tags, vocab, c))
+        columns += [portraits, _painted(portraits, discs, rgb[c])]
         captions += [f"{name} asked", f"{name} painted"]
     sheet = grid([[to_pil_image(col[i].clamp(0, 1)) for col in columns] for i in range(len(selfies))], captions)
     draw = ImageDraw.Draw(sheet)
