@@ -185,7 +185,8 @@ def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
                     hair_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Hair colour strength",
                                               info="0: what the model infers, 1: the chosen colour fully")
                     eye = gr.Radio(eye_choices, value=AUTO, label="Eye colour", elem_id="eye-color",
-                                   elem_classes="swatches")
+                                   elem_classes="swatches",
+                                   info="Pink, aqua and orange eyes often come out weak or off the eyes (see the README)")
                     eye_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Eye colour strength")
                     with gr.Accordion("Look like this character (optional)", open=False,
                                       visible=has_reference):
