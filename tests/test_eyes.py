@@ -67,7 +67,7 @@ def test_eye_prototypes_cover_the_vocabulary_in_its_order():
 
 def test_augment_moves_the_discs_with_the_image_and_leaves_their_brightness():
     # The image is a copy of the first disc, so after the augmentation it must still be one.
-    images, masks = disc_images(n=16)
+    _, masks = disc_images(n=16)
     images = masks[:, :1].expand(-1, 3, -1, -1) * 0.5 + 0.25
     out = augment(torch.cat([images, masks], 1), torch.Generator().manual_seed(0))
     moved_image, moved_disc = out[:, 0], out[:, 3]

@@ -99,6 +99,14 @@ def to_anime(model, selfies: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
     return batched(lambda x, t: model.translate(x, "human", "anime", t), selfies, tags)
 
 
+def asking(tags: torch.Tensor, group: slice, colour: int) -> torch.Tensor:
+    """A copy of (N, dim) `tags` with the colour group at `group` (a vocab slice) one-hot at `colour`."""
+    asked = tags.clone()
+    asked[:, group] = 0
+    asked[:, group.start + colour] = 1
+    return asked
+
+
 def one_vector(model, selfies: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
     """Every selfie translated with the same tag vector `row` (dim,): the input is all that differs."""
     return to_anime(model, selfies, row.expand(len(selfies), -1))
@@ -118,10 +126,7 @@ def colour_control(model, selfies: torch.Tensor, tags: torch.Tensor, group: str,
     names, sl = (vocab.hair, vocab.hair_slice) if group == "hair" else (vocab.eye, vocab.eye_slice)
     requested, read = [], [[] for _ in readers]
     for c in range(len(names)):
-        t = tags.clone()
-        t[:, sl] = 0
-        t[:, sl.start + c] = 1
-        portraits = to_anime(model, selfies, t)
+        portraits = to_anime(model, selfies, asking(tags, sl, c))
         for probs, reader in zip(read, readers):
             probs.append(batched(reader.tag_probs, portraits))
         requested.append(torch.full((len(selfies),), c))

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from train.config import REPO_ROOT, default_data_root
-from train.evaluate import EVAL_TAGGER, EVAL_TAGGER_RESIDUAL, batched, sample_tags, to_anime
+from train.evaluate import EVAL_TAGGER, EVAL_TAGGER_RESIDUAL, asking, batched, sample_tags, to_anime
 from twingan.vocab import TagVocab
 
 TRAINING_TAGGER = REPO_ROOT / "checkpoints" / "tagger"
@@ -37,14 +37,6 @@ def eye_reading_shares(judge, images: torch.Tensor, vocab: TagVocab) -> dict[str
     """The share of (N, 3, R, R) images in [0, 1] that `judge` reads as each eye colour (top-1)."""
     read = batched(judge.tag_probs, images)[:, vocab.eye_slice].argmax(1)
     return {name: (read == c).float().mean().item() for c, name in enumerate(vocab.eye)}
-
-
-def _asking(tags: torch.Tensor, vocab: TagVocab, colour: int) -> torch.Tensor:
-    """`tags` with the eye colour replaced by `colour` (an index into vocab.eye)."""
-    asked = tags.clone()
-    asked[:, vocab.eye_slice] = 0
-    asked[:, vocab.eye_slice.start + colour] = 1
-    return asked
 
 
 def _painted(portraits: torch.Tensor, discs: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
@@ -69,7 +61,7 @@ def painted_iris_readings(model, judges: list, selfies: torch.Tensor, points: to
     discs = eye_masks(points, selfies.shape[-1], radius).amax(1, keepdim=True)  # (N, 1, R, R)
     out = {"plain": {}, "painted": {}}
     for c, name in enumerate(vocab.eye):
-        portraits = to_anime(model, selfies, _asking(tags, vocab, c))
+        portraits = to_anime(model, selfies, asking(tags, vocab.eye_slice, c))
         for key, images in (("plain", portraits), ("painted", _painted(portraits, discs, rgb[c]))):
             out[key][name] = [eye_reading_shares(j, images, vocab)[name] for j in judges]
     return out
@@ -93,7 +85,7 @@ def painted_figure(model, judge, selfies: torch.Tensor, points: torch.Tensor, ta
     columns, captions = [selfies], ["input"]
     for name in colours:
         c = vocab.eye.index(name)
-        portraits = to_anime(model, selfies, _asking(tags, vocab, c))
+        portraits = to_anime(model, selfies, asking(tags, vocab.eye_slice, c))
         columns += [portraits, _painted(portraits, discs, rgb[c])]
         captions += [f"{name} asked", f"{name} painted"]
     sheet = grid([[to_pil_image(col[i].clamp(0, 1)) for col in columns] for i in range(len(selfies))], captions)
