@@ -85,6 +85,44 @@ def test_evaluate_writes_metrics_and_grid(setup, capsys):
         recall = m[f"eye_judge_recall_real{suffix}"]
         assert set(recall) == set(eye_n) and all(v * eye_n[k] == pytest.approx(round(v * eye_n[k])) for k, v in recall.items())
     assert "tagger-eval on real anime test faces, eye recall per colour" in table
+    # 1 or 2 real faces per colour: too few for a judge to confirm any, so the gated readings are NaN (and fail).
+    for group, suffix in itertools.product(("hair", "eye"), ("", "_second")):
+        assert m[f"{group}_confirmed{suffix}"] == []
+        assert m[f"{group}_accuracy_confirmed{suffix}"] != m[f"{group}_accuracy_confirmed{suffix}"]  # NaN
+    assert "tagger-eval confirms 0 eye colours" in table
+
+
+def test_judges_are_checked_on_every_tagged_face_whatever_the_limit(setup):
+    from train.evaluate import load_test_sets
+
+    full = load_test_sets(setup["data"], 16, DEFAULT_VOCAB)
+    few = load_test_sets(setup["data"], 16, DEFAULT_VOCAB, limit=2)
+    assert len(few["selfies"]) == 2 and len(few["anime"]) == 2 + 10  # 2 testB + 5x2 anime_tags faces
+    assert torch.equal(few["tagged_anime"], full["tagged_anime"]) and len(full["tagged_anime"]) == 12
+    assert torch.equal(few["tagged_tags"], full["tagged_tags"])
+
+
+def test_confirmed_colours_need_enough_real_faces_read_right():
+    from train.evaluate import CONFIRM_RECALL, CONFIRM_SUPPORT, confirmed_colours
+
+    recall = {"blue": 0.9, "pink": CONFIRM_RECALL, "aqua": 0.2, "orange": 1.0, "black": 0.49}
+    support = {"blue": 264, "pink": CONFIRM_SUPPORT, "aqua": 5, "orange": CONFIRM_SUPPORT - 1, "black": 15}
+    assert confirmed_colours(recall, support) == ["blue", "pink"]  # aqua read too rarely, orange too few faces
+    assert confirmed_colours(recall, {}) == []
+
+
+def test_accuracy_over_counts_only_the_named_colours():
+    from train.evaluate import accuracy_over
+
+    names = ["blue", "pink", "orange"]
+    hits = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)  # colours x 4 selfies
+    assert accuracy_over(hits, names, names)[0] == pytest.approx(6 / 12)
+    mean, stderr = accuracy_over(hits, names, ["blue", "pink"])
+    assert mean == pytest.approx(0.75)
+    assert stderr == pytest.approx((torch.tensor([1.0, 1.0, 0.5, 0.5]).std() / 2).item())
+    assert accuracy_over(hits, names, ["blue"]) == (1.0, 0.0)
+    nan_mean, nan_se = accuracy_over(hits, names, [])
+    assert nan_mean != nan_mean and nan_se != nan_se
 
 
 class _ColourEcho:

@@ -48,8 +48,8 @@ def _gate(key: str, fails_now: str = ""):
 @pytest.mark.parametrize("key", [
     _gate("fixed_pattern_share"),
     _gate("indep_fd_fraction"),
-    _gate("hair_accuracy"),
-    _gate("eye_accuracy"),
+    _gate("hair_accuracy_confirmed"),
+    _gate("eye_accuracy_confirmed"),
     _gate("retrieval_top1"),
 ])
 def test_quality_gate_on_50_test_selfies(metrics, key):
@@ -58,3 +58,11 @@ def test_quality_gate_on_50_test_selfies(metrics, key):
     assert metrics["n_selfies"] == 50
     direction, threshold = GATES[key]
     assert passes(metrics, key), f"{key} = {metrics[key]:.3f}, gate {direction} {threshold}"
+
+
+def test_the_judge_confirms_the_common_colours_and_not_the_rarest_eyes(metrics):
+    """tagger-eval's held-out recall on all 1000 anime_tags test faces: it reads the common eye
+    colours right but not orange (2 faces) or aqua (1 of 5), so those two do not count toward the gate."""
+    assert {"blue", "brown", "red", "purple", "green", "yellow"} <= set(metrics["eye_confirmed"])
+    assert not {"orange", "aqua"} & set(metrics["eye_confirmed"])
+    assert sum(metrics["eye_judge_support_real"].values()) > 800  # every tagged test face, not the 250 of --limit 50
