@@ -542,3 +542,62 @@ def test_readme_figures_from_the_bundled_checkpoint(tmp_path, eyes):
     assert main(["--out", str(out), *(["--eyes"] if eyes else [])]) == 0
     columns = 1 + 10 if eyes else 2 + 12  # input, (own hair,) one per colour of the vocabulary
     assert Image.open(out).size == (columns * CELL, LABEL + 2 * CELL)  # one row per example photo
+
+
+def test_grow_loads_a_smaller_run_and_starts_the_new_stage_where_it_left_off(data_root, tmp_path):
+    from train.engine import grow_schedule
+
+    small = make_trainer(data_root, tmp_path / "run", model=TINY_MODEL)
+    for _ in range(2):
+        small.step()
+    state = small.state_dict()  # 8 images seen at 16 px
+    bigger = {**TINY_MODEL, "resolution": 32}
+    grown = make_trainer(data_root, tmp_path / "run", model=bigger, stage_images=[8, 1000])
+    grown.load_state_dict(state, grow=True)
+    assert grown.stage == (32, 0.0) and grown.images_seen == 8
+    for module, key in ((grown.model, "model"), (grown.ema, "ema"), (grown.d_target, "d_target")):
+        mine = module.state_dict()
+        assert all(torch.equal(mine[k], v) for k, v in state[key].items()), key
+        assert {k for k in mine if k not in state[key]} and all(".32." in k for k in mine if k not in state[key])
+    # Adam's moments follow their parameters by name; the new layers' parameters start without.
+    names = [n for n, _ in grown.model.named_parameters()]
+    old_names = [n for n, _ in small.model.named_parameters()]
+    for i, name in enumerate(names):
+        moments = grown.opt_g.state.get(grown.opt_g.param_groups[0]["params"][i], {})
+        saved = state["opt_g"]["state"].get(old_names.index(name)) if name in old_names else None
+        if saved:  # (layers the 16 px stage never used, such as from_rgb at 8 px, have no moments either)
+            assert torch.equal(moments["exp_avg"], saved["exp_avg"]), name
+        else:
+            assert not moments, name
+    assert len(grown.opt_g.state) == len(state["opt_g"]["state"]) > 10
+    # At fade-in 0 the grown model is the saved one, upsampled: a 32 px face translates as its 16 px copy did.
+    x = torch.rand(2, 3, 32, 32)
+    tags = torch.zeros(2, DEFAULT_VOCAB.dim)
+    with torch.no_grad():
+        out = grown.ema.translate(x, "human", "anime", tags)
+        small.ema.set_stage(16, 1.0)
+        ref = small.ema.translate(torch.nn.functional.avg_pool2d(x, 2), "human", "anime", tags)
+    torch.testing.assert_close(out, torch.nn.functional.interpolate(ref, scale_factor=2, mode="nearest"))
+    assert set(grown.step()) and grown.stage[0] == 32  # and it trains on
+    assert grow_schedule(grown.cfg, 8, 32) == (8, 1000)
+
+
+def test_grow_says_how_to_schedule_the_new_stage(data_root, tmp_path):
+    from train.config import ConfigError
+
+    small = make_trainer(data_root, tmp_path / "run", model=TINY_MODEL)
+    small.step()
+    state = small.state_dict()  # 4 images at 16 px
+    late = make_trainer(data_root, tmp_path / "run", model={**TINY_MODEL, "resolution": 32}, stage_images=[1000])
+    with pytest.raises(ConfigError, match=r"stage_images='\[4, 1000\]'"):
+        late.load_state_dict(state, grow=True)
+    same = make_trainer(data_root, tmp_path / "run", model=TINY_MODEL)
+    with pytest.raises(ConfigError, match="set model.resolution above it"):
+        same.load_state_dict(state, grow=True)
+
+
+def test_cli_grow_needs_resume(tmp_path, capsys):
+    from train.__main__ import main
+
+    assert main(["--config", "cpu-small", "--grow", f"run_dir={tmp_path}"]) == 2
+    assert "use it with --resume" in capsys.readouterr().err

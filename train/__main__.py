@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="cpu-small", help="shipped config name (cpu-small, paper-256) or a JSON file")
     p.add_argument("--dry-run", action="store_true", help="load data, build models, print the plan, train nothing")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt exactly")
+    p.add_argument("--grow", action="store_true",
+                   help="with --resume: RUN_DIR/checkpoint.pt was trained at a lower model.resolution; its layers "
+                        "are loaded, the new resolutions' layers start fresh (stage_images must start the new stage there)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (this invocation)")
     p.add_argument("--export", metavar="FOLDER", default=None,
                    help="only export RUN_DIR/checkpoint.pt's EMA generator to FOLDER (inference format) and exit")
@@ -54,10 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     from train.loop import train
     from train.tags_data import TagsDataError
 
+    if args.grow and not args.resume:
+        print("error: --grow continues a run: use it with --resume", file=sys.stderr)
+        return 2
     try:
         summary = train(cfg, resume=args.resume, dry_run=args.dry_run, max_steps=args.max_steps,
-                        progress=not args.no_progress)
-    except (DataError, TagsDataError, FileNotFoundError) as err:
+                        progress=not args.no_progress, grow=args.grow)
+    except (DataError, TagsDataError, FileNotFoundError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(summary, default=str))

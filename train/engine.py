@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from train import losses
-from train.config import REPO_ROOT, TrainConfig
+from train.config import REPO_ROOT, ConfigError, TrainConfig
 from train.data import DomainData, EpochSampler, balance_repeats, batch_images
 from train.export import calibrate_batch_norm, export_model
 from twingan.config import TwinGANConfig
@@ -541,15 +541,22 @@ class Trainer:
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return state
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, grow: bool = False) -> None:
+        """Continue from `state` exactly; with `grow`, from a state trained at a lower model resolution
+        (`grow_into`): its layers are loaded, the new resolutions' layers keep their fresh weights."""
         self.step_count, self.images_seen = int(state["step"]), int(state["images_seen"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
-        self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
-        self.d_target.load_state_dict(state["d_target"])
-        if self.d_source is not None:
-            self.d_source.load_state_dict(state["d_source"])
-        if "opt_g" in state:
+        if grow:
+            self._grow_from(state)
+        else:
+            self.model.load_state_dict(state["model"])
+            self.ema.load_state_dict(state["ema"])
+            self.d_target.load_state_dict(state["d_target"])
+            if self.d_source is not None:
+                self.d_source.load_state_dict(state["d_source"])
+        if grow:
+            pass  # _grow_from carried Adam's moments over by parameter name
+        elif "opt_g" in state:
             self.opt_g.load_state_dict(state["opt_g"])  # Adam casts moments saved in bf16 back to fp32
             self.opt_d.load_state_dict(state["opt_d"])
         else:  # a compact device state (train.device.compact_state) may leave the moments out
@@ -570,6 +577,30 @@ class Trainer:
         if state.get("tagger_loaded"):
             self.maybe_load_tagger()
 
+    def _grow_from(self, state: dict) -> None:
+        """Load a state whose model was trained at a lower resolution into this larger one."""
+        saved_res = int(state["config"]["model"]["resolution"])
+        new = [r for r in self.cfg.model.resolutions if r > saved_res]
+        if not new:
+            raise ConfigError(f"--grow: the checkpoint was trained at {saved_res} px; set model.resolution above it "
+                             f"(this run's is {self.cfg.model.resolution})")
+        pairs = [(self.model, "model"), (self.ema, "ema"), (self.d_target, "d_target")]
+        if self.d_source is not None:
+            pairs.append((self.d_source, "d_source"))
+        for module, key in pairs:
+            grow_into(module, state[key], new, key)
+        # The EMA was copied from the fresh model, so its new layers start where the model's do.
+        carry_adam_moments(self.opt_g, [self.model], state["opt_g"], [state["model"]])
+        ds = [m for m in (self.d_target, self.d_source) if m is not None]
+        carry_adam_moments(self.opt_d, ds, state["opt_d"], [state[k] for k in ("d_target", "d_source")[:len(ds)]])
+        res, alpha = self.stage
+        if (res, alpha) != (new[0], 0.0):
+            raise ConfigError(f"--grow: at {self.images_seen} images the schedule is at {res} px (fade-in {alpha:.2f}); "
+                             f"set stage_images so that the {new[0]} px stage starts there, e.g. "
+                             f"stage_images='{list(grow_schedule(self.cfg, self.images_seen, new[0]))}'")
+        log.info("grew the %d px checkpoint to %d px: new layers at %s px start fresh", saved_res,
+                 self.cfg.model.resolution, ", ".join(map(str, new)))
+
     def save_checkpoint(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -583,6 +614,53 @@ class Trainer:
         if alpha < 1.0:
             res, alpha = max(res // 2, 8), 1.0
         return export_model(self.calibrated(res, alpha), folder, res, dtype)
+
+
+def grow_into(module: nn.Module, saved: dict, new_resolutions: list[int], name: str = "model") -> list[str]:
+    """Load `saved`, the state dict of `module`'s architecture at a lower resolution, into `module`:
+    every tensor must find its place with its shape, and only the layers of `new_resolutions` may be
+    left out (they keep their weights). Returns the keys left out."""
+    missing, unexpected = module.load_state_dict(saved, strict=False)  # shapes are checked all the same
+    if unexpected:
+        raise ConfigError(f"--grow: {name} has no place for {len(unexpected)} saved tensors, e.g. {unexpected[0]}")
+    marks = tuple(f".{r}." for r in new_resolutions)
+    old_layers = [k for k in missing if not any(m in k for m in marks)]
+    if old_layers:
+        raise ConfigError(f"--grow: the checkpoint lacks {len(old_layers)} tensors of the resolutions it was trained at, "
+                         f"e.g. {name}.{old_layers[0]}")
+    return missing
+
+
+def carry_adam_moments(opt: torch.optim.Optimizer, modules: list[nn.Module], saved_opt: dict,
+                       saved_states: list[dict]) -> None:
+    """Give `opt` (over the parameters of `modules`, in order) the saved optimiser's moments of the
+    parameters the saved modules had, matched by name; the new layers' parameters start without."""
+    new_index, old_order = {}, []
+    for i, (module, saved) in enumerate(zip(modules, saved_states)):
+        for name, _ in module.named_parameters():
+            new_index[(i, name)] = len(new_index)
+            if name in saved:  # a grown module lists the saved parameters in their old order
+                old_order.append((i, name))
+    n_saved = sum(len(g["params"]) for g in saved_opt["param_groups"])
+    if n_saved != len(old_order):
+        raise ConfigError(f"--grow: the saved optimiser has {n_saved} parameters, the saved modules {len(old_order)}")
+    target = opt.state_dict()
+    target["state"] = {new_index[old_order[k]]: v for k, v in saved_opt["state"].items()}
+    opt.load_state_dict(target)
+
+
+def grow_schedule(cfg: TrainConfig, images: int, first_new: int) -> tuple[int, ...]:
+    """stage_images for a run grown to `first_new` px at `images` images: the stages before as they
+    were, the one before `first_new` lasting until `images`, each new stage as long as the last given."""
+    lengths, out = list(cfg.stage_images), []
+    for i, res in enumerate(cfg.resolutions):
+        if res >= first_new:
+            out.append(lengths[-1])
+        elif res * 2 == first_new:
+            out.append(images - sum(out))
+        else:
+            out.append(lengths[min(i, len(lengths) - 1)])
+    return tuple(out)
 
 
 def _plain(obj):
