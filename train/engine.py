@@ -547,20 +547,18 @@ class Trainer:
         self.step_count, self.images_seen = int(state["step"]), int(state["images_seen"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
         if grow:
-            self._grow_from(state)
+            self._grow_from(state)  # the modules, and Adam's moments by parameter name
         else:
             self.model.load_state_dict(state["model"])
             self.ema.load_state_dict(state["ema"])
             self.d_target.load_state_dict(state["d_target"])
             if self.d_source is not None:
                 self.d_source.load_state_dict(state["d_source"])
-        if grow:
-            pass  # _grow_from carried Adam's moments over by parameter name
-        elif "opt_g" in state:
-            self.opt_g.load_state_dict(state["opt_g"])  # Adam casts moments saved in bf16 back to fp32
-            self.opt_d.load_state_dict(state["opt_d"])
-        else:  # a compact device state (train.device.compact_state) may leave the moments out
-            log.warning("the checkpoint has no optimiser state: Adam starts afresh")
+            if "opt_g" in state:
+                self.opt_g.load_state_dict(state["opt_g"])  # Adam casts moments saved in bf16 back to fp32
+                self.opt_d.load_state_dict(state["opt_d"])
+            else:  # a compact device state (train.device.compact_state) may leave the moments out
+                log.warning("the checkpoint has no optimiser state: Adam starts afresh")
         # The config's learning rates win over the saved ones, so a resume can change them.
         for opt, lr in ((self.opt_g, self.cfg.lr), (self.opt_d, self.cfg.lr_d or self.cfg.lr)):
             for group in opt.param_groups:
@@ -583,7 +581,7 @@ class Trainer:
         new = [r for r in self.cfg.model.resolutions if r > saved_res]
         if not new:
             raise ConfigError(f"--grow: the checkpoint was trained at {saved_res} px; set model.resolution above it "
-                             f"(this run's is {self.cfg.model.resolution})")
+                              f"(this run's is {self.cfg.model.resolution})")
         pairs = [(self.model, "model"), (self.ema, "ema"), (self.d_target, "d_target")]
         if self.d_source is not None:
             pairs.append((self.d_source, "d_source"))
@@ -596,8 +594,8 @@ class Trainer:
         res, alpha = self.stage
         if (res, alpha) != (new[0], 0.0):
             raise ConfigError(f"--grow: at {self.images_seen} images the schedule is at {res} px (fade-in {alpha:.2f}); "
-                             f"set stage_images so that the {new[0]} px stage starts there, e.g. "
-                             f"stage_images='{list(grow_schedule(self.cfg, self.images_seen, new[0]))}'")
+                              f"set stage_images so that the {new[0]} px stage starts there, e.g. "
+                              f"stage_images='{list(grow_schedule(self.cfg, self.images_seen, new[0]))}'")
         log.info("grew the %d px checkpoint to %d px: new layers at %s px start fresh", saved_res,
                  self.cfg.model.resolution, ", ".join(map(str, new)))
 
@@ -627,7 +625,7 @@ def grow_into(module: nn.Module, saved: dict, new_resolutions: list[int], name: 
     old_layers = [k for k in missing if not any(m in k for m in marks)]
     if old_layers:
         raise ConfigError(f"--grow: the checkpoint lacks {len(old_layers)} tensors of the resolutions it was trained at, "
-                         f"e.g. {name}.{old_layers[0]}")
+                          f"e.g. {name}.{old_layers[0]}")
     return missing
 
 
