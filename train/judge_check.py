@@ -39,6 +39,14 @@ def eye_reading_shares(judge, images: torch.Tensor, vocab: TagVocab) -> dict[str
     return {name: (read == c).float().mean().item() for c, name in enumerate(vocab.eye)}
 
 
+def _irises(points: torch.Tensor, resolution: int, radius: float, vocab: TagVocab) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 1, R, R) discs of `radius` of the side over both eyes at `points`, and each eye colour's RGB (E, 3)."""
+    from train.eyes import eye_masks
+    from train.losses import eye_prototypes
+
+    return eye_masks(points, resolution, radius).amax(1, keepdim=True), eye_prototypes(vocab)
+
+
 def _painted(portraits: torch.Tensor, discs: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
     """(N, 3, R, R) portraits with the (N, 1, R, R) discs filled with the colour `rgb` (3,)."""
     return torch.lerp(portraits, rgb.view(1, 3, 1, 1).expand_as(portraits), discs)
@@ -53,12 +61,8 @@ def painted_iris_readings(model, judges: list, selfies: torch.Tensor, points: to
     reads the same portraits with a disc of the colour's RGB, `radius` of the side, over each eye at
     `points` ((N, 2, 2) x, y fractions, as `train.eyes.locate_eyes` gives).
     """
-    from train.eyes import eye_masks
-    from train.losses import eye_prototypes
-
     vocab = model.config.vocab
-    rgb = eye_prototypes(vocab)
-    discs = eye_masks(points, selfies.shape[-1], radius).amax(1, keepdim=True)  # (N, 1, R, R)
+    discs, rgb = _irises(points, selfies.shape[-1], radius, vocab)
     out = {"plain": {}, "painted": {}}
     for c, name in enumerate(vocab.eye):
         portraits = to_anime(model, selfies, asking(tags, vocab.eye_slice, c))
@@ -75,13 +79,10 @@ def painted_figure(model, judge, selfies: torch.Tensor, points: torch.Tensor, ta
     from PIL import ImageDraw
     from torchvision.transforms.functional import to_pil_image
 
-    from train.eyes import eye_masks
     from train.figures import CELL, LABEL, grid
-    from train.losses import eye_prototypes
 
     vocab = model.config.vocab
-    rgb = eye_prototypes(vocab)
-    discs = eye_masks(points, selfies.shape[-1], radius).amax(1, keepdim=True)
+    discs, rgb = _irises(points, selfies.shape[-1], radius, vocab)
     columns, captions = [selfies], ["input"]
     for name in colours:
         c = vocab.eye.index(name)
