@@ -1,4 +1,4 @@
-"""`python -m train --config cpu-small [key=value ...] [--dry-run] [--resume] [--export FOLDER]`.
+"""`python -m train --config cpu-small [key=value ...] [--dry-run] [--resume | --init-from CHECKPOINT] [--export FOLDER]`.
 
 Multi-process: `torchrun --nproc_per_node N -m train --config paper-256` (gloo on CPU, NCCL on GPU).
 Multi-node: add torchrun's rendezvous options, e.g.
@@ -27,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grow", action="store_true",
                    help="with --resume: RUN_DIR/checkpoint.pt was trained at a lower model.resolution; its layers "
                         "are loaded, the new resolutions' layers start fresh (stage_images must start the new stage there)")
+    p.add_argument("--init-from", metavar="CHECKPOINT", default=None,
+                   help="start from an exported checkpoint folder (e.g. checkpoints/twingan-selfie2anime): its "
+                        "generator, discriminators and images seen; fresh Adam moments. A lower-resolution "
+                        "checkpoint is grown to model.resolution")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (this invocation)")
     p.add_argument("--export", metavar="FOLDER", default=None,
                    help="only export RUN_DIR/checkpoint.pt's EMA generator to FOLDER (inference format) and exit")
@@ -60,9 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.grow and not args.resume:
         print("error: --grow continues a run: use it with --resume", file=sys.stderr)
         return 2
+    if args.init_from and (args.resume or args.grow):
+        print("error: --init-from starts a run; --resume and --grow continue one", file=sys.stderr)
+        return 2
     try:
         summary = train(cfg, resume=args.resume, dry_run=args.dry_run, max_steps=args.max_steps,
-                        progress=not args.no_progress, grow=args.grow)
+                        progress=not args.no_progress, grow=args.grow, init_from=args.init_from)
     except (DataError, TagsDataError, FileNotFoundError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -83,6 +83,7 @@ class TrainConfig:
     gp_weight: float = 0.25  # original DRAGAN lambda
     gp_every: int = 1  # lazy regularisation: apply every k steps with weight * k
     augment: bool = True  # flip, crop 0.8-1.0, brightness (hue left alone: labels are colours)
+    upload_jitter: float = 0.0  # source images framed, tinted, greyed, blurred and JPEG-compressed like uploads (train.augment); scales each one's chance (0 = off)
     # --- engine ---
     seed: int = 0
     threads: int = 0  # torch.set_num_threads (0 = leave torch's default)
@@ -150,6 +151,8 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError("training needs exactly two domains (source, target)")
     if not 0 <= cfg.target_eye_balance <= 1:
         raise ConfigError(f"target_eye_balance must be in [0, 1], got {cfg.target_eye_balance}")
+    if not 0 <= cfg.upload_jitter <= 1:
+        raise ConfigError(f"upload_jitter must be in [0, 1], got {cfg.upload_jitter}")
     if cfg.d_width <= 0:
         raise ConfigError(f"d_width must be > 0, got {cfg.d_width}")
     for p in (cfg.own_hair_prob, cfg.uniform_color_prob, cfg.fill_tags_threshold):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import random
 from pathlib import Path
@@ -25,9 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from train import losses
-from train.config import REPO_ROOT, ConfigError, TrainConfig
+from train.augment import upload_jitter
+from train.config import REPO_ROOT, ConfigError, TrainConfig, to_dict
 from train.data import DomainData, EpochSampler, balance_repeats, batch_images
-from train.export import calibrate_batch_norm, export_model
+from train.export import DISCRIMINATORS_DIR, TRAINING_INFO_NAME, calibrate_batch_norm, export_discriminator, export_model
 from twingan.config import TwinGANConfig
 from twingan.model import Discriminator, TwinGAN
 
@@ -264,6 +266,8 @@ class Trainer:
             from train.tags_data import augment
 
             xs, xt = augment(xs, self.rng), augment(xt, self.rng)
+        if self.cfg.upload_jitter:
+            xs = upload_jitter(xs, self.rng, self.cfg.upload_jitter)
         if self.source_eyes is not None:
             xs, extra["eye_masks"] = xs[:, :3], xs[:, 3:]
         xs, xt = fade_real(xs, alpha), fade_real(xt, alpha)
@@ -591,13 +595,56 @@ class Trainer:
         carry_adam_moments(self.opt_g, [self.model], state["opt_g"], [state["model"]])
         ds = [m for m in (self.d_target, self.d_source) if m is not None]
         carry_adam_moments(self.opt_d, ds, state["opt_d"], [state[k] for k in ("d_target", "d_source")[:len(ds)]])
+        self._check_grown_stage(saved_res, new, "--grow")
+
+    def _check_grown_stage(self, saved_res: int, new: list[int], flag: str) -> None:
+        """A grown model must start its first new stage at the images seen, fading in from the saved one."""
         res, alpha = self.stage
         if (res, alpha) != (new[0], 0.0):
-            raise ConfigError(f"--grow: at {self.images_seen} images the schedule is at {res} px (fade-in {alpha:.2f}); "
+            raise ConfigError(f"{flag}: at {self.images_seen} images the schedule is at {res} px (fade-in {alpha:.2f}); "
                               f"set stage_images so that the {new[0]} px stage starts there, e.g. "
                               f"stage_images='{list(grow_schedule(self.cfg, self.images_seen, new[0]))}'")
         log.info("grew the %d px checkpoint to %d px: new layers at %s px start fresh", saved_res,
                  self.cfg.model.resolution, ", ".join(map(str, new)))
+
+    def init_from(self, folder: Path) -> None:
+        """Start from an exported checkpoint folder (`export`): its generator as the model and the EMA,
+        its discriminators where it has them (else they start fresh), its images seen from
+        `training.json`; Adam starts afresh. A checkpoint of a lower resolution is grown as `--grow` does."""
+        from twingan.checkpoint import load_pretrained
+
+        saved = load_pretrained(TwinGAN, folder)
+        saved_res = saved.config.resolution
+        new = [r for r in self.cfg.model.resolutions if r > saved_res]
+        if saved_res > self.cfg.model.resolution:
+            raise ConfigError(f"--init-from: {folder} is a {saved_res} px model; this run's model.resolution is "
+                              f"{self.cfg.model.resolution}")
+        state = saved.state_dict()
+        grow_into(self.model, state, new, "the generator")
+        grow_into(self.ema, state, new, "the generator")
+        for module, domain in ((self.d_target, self.tgt_name), (self.d_source, self.src_name)):
+            path = Path(folder) / DISCRIMINATORS_DIR / domain
+            if module is None:
+                continue
+            if not (path / "model.safetensors").is_file():
+                log.warning("%s has no %s discriminator: it starts fresh", folder, domain)
+                continue
+            d = load_pretrained(Discriminator, path)
+            try:
+                grow_into(module, d.state_dict(), new, f"the {domain} discriminator")
+            except RuntimeError as err:  # shapes: another d_width or architecture
+                raise ConfigError(f"--init-from: the {domain} discriminator in {path} does not fit this run's "
+                                  f"(d_width {self.cfg.d_width}): {str(err).splitlines()[-1].strip()}") from None
+        info_path = Path(folder) / TRAINING_INFO_NAME
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        self.images_seen, self.step_count = int(info.get("images_seen", 0)), int(info.get("step", 0))
+        if new:
+            self._check_grown_stage(saved_res, new, "--init-from")
+        else:
+            res, alpha = self.stage
+            self.model.set_stage(res, alpha)
+            self.ema.set_stage(res, alpha)
+        log.info("initialised from %s (%d px, %d images seen); Adam starts afresh", folder, saved_res, self.images_seen)
 
     def save_checkpoint(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -607,11 +654,20 @@ class Trainer:
         return path
 
     def export(self, folder: Path, dtype: torch.dtype | None = torch.float16) -> Path:
-        """Export the EMA generator at the highest fully faded-in resolution (fp16 safetensors by default)."""
+        """Export the EMA generator at the highest fully faded-in resolution (fp16 safetensors by default),
+        with what `init_from` needs to train on from it: the discriminators (`discriminators/<domain>/`)
+        and `training.json` (images seen, step, the run's config)."""
         res, alpha = self.stage
         if alpha < 1.0:
             res, alpha = max(res // 2, 8), 1.0
-        return export_model(self.calibrated(res, alpha), folder, res, dtype)
+        folder = export_model(self.calibrated(res, alpha), folder, res, dtype)
+        for module, domain in ((self.d_target, self.tgt_name), (self.d_source, self.src_name)):
+            if module is not None:
+                export_discriminator(module, folder / DISCRIMINATORS_DIR / domain, res, dtype)
+        info = {"images_seen": self.images_seen, "step": self.step_count, "resolution": res,
+                "config": to_dict(self.cfg)}
+        (folder / TRAINING_INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
+        return folder
 
 
 def grow_into(module: nn.Module, saved: dict, new_resolutions: list[int], name: str = "model") -> list[str]:

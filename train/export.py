@@ -21,7 +21,11 @@ import torch
 from train.config import train_config_from_dict
 from twingan.checkpoint import save_pretrained
 from twingan.config import TwinGANConfig
-from twingan.model import TwinGAN
+from twingan.model import Discriminator, TwinGAN
+
+# Beside an exported generator, what training on from it needs (`Trainer.init_from`).
+DISCRIMINATORS_DIR = "discriminators"  # one checkpoint folder per domain: discriminators/anime, ...
+TRAINING_INFO_NAME = "training.json"  # images seen, step and the run's config
 
 
 def stage_config(config: TwinGANConfig, resolution: int) -> TwinGANConfig:
@@ -38,6 +42,14 @@ def export_model(model: TwinGAN, folder: Path, resolution: int | None = None,
     resolution = resolution or model.config.resolution
     small = TwinGAN(stage_config(model.config, resolution))
     state = model.state_dict()
+    small.load_state_dict({k: state[k] for k in small.state_dict()}, strict=True)
+    return save_pretrained(small, folder, dtype=dtype)
+
+
+def export_discriminator(d: Discriminator, folder: Path, resolution: int, dtype: torch.dtype | None = torch.float16) -> Path:
+    """A discriminator in the same format (config.json + model.safetensors), truncated to `resolution`."""
+    small = Discriminator(stage_config(d.config, resolution))
+    state = d.state_dict()
     small.load_state_dict({k: state[k] for k in small.state_dict()}, strict=True)
     return save_pretrained(small, folder, dtype=dtype)
 

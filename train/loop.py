@@ -81,7 +81,7 @@ def describe(cfg: TrainConfig, trainer: Trainer | None = None) -> str:
 
 
 def train(cfg: TrainConfig, resume: bool = False, dry_run: bool = False, max_steps: int | None = None,
-          progress: bool = True, grow: bool = False) -> dict:
+          progress: bool = True, grow: bool = False, init_from: str | None = None) -> dict:
     """Train (or, with dry_run, only load data, build models and print the plan). Returns a summary.
 
     With cfg.budget_minutes, training stops export_margin_minutes before the budget (counted from
@@ -106,6 +106,8 @@ def train(cfg: TrainConfig, resume: bool = False, dry_run: bool = False, max_ste
         if not ckpt.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
         trainer.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True), grow=grow)
+    elif init_from:
+        trainer.init_from(Path(init_from))
     if master:
         print(describe(cfg, trainer), flush=True)
     if dry_run:

@@ -287,3 +287,26 @@ def classifier_two_sample_test(a: torch.Tensor, b: torch.Tensor, steps: int = 40
     return {"accuracy": accuracy, "accuracy_a": hit_a, "accuracy_b": hit_b, "n_train": (len(a_train), len(b_train)),
             "n_test": (len(a_test), len(b_test)), "steps": steps,
             "stderr": float(np.sqrt(max(accuracy * (1 - accuracy), 1e-12) / (2 * n_test)))}
+
+
+def high_band_magnitude(images: torch.Tensor, size: int = 128, band: float = 0.25) -> torch.Tensor:
+    """Per image (N,): the mean spectral magnitude of the grey image above `band` cycles per pixel.
+
+    Images (N, 3, H, W) in [0, 1] are resized to `size` first (antialiased bilinear), so portraits
+    of any size are compared at one sampling rate; 0.25 is a quarter of it (Nyquist is 0.5). Fine
+    line art and hair strands live there; blur removes them. Real anime faces at 128 px, taken
+    down to 64 px and back up bicubically, keep 0.19 of it; down to 32 px, 0.11.
+    """
+    x = resize_square(images.float(), size).clamp(0, 1)
+    grey = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device)[:, None, None]).sum(1)  # (N, S, S)
+    grey = grey - grey.mean((1, 2), keepdim=True)
+    magnitude = torch.fft.fft2(grey).abs() / size  # (N, S, S)
+    f = torch.fft.fftfreq(size, device=x.device)
+    radius = (f[:, None] ** 2 + f[None, :] ** 2).sqrt()
+    return magnitude[:, radius > band].mean(1)
+
+
+def sharpness_ratio(images: torch.Tensor, reference: torch.Tensor, size: int = 128) -> float:
+    """Mean high-band magnitude of `images` over that of `reference` (real faces of the target
+    domain): 1 is as sharp as the reference at `size` px, lower is blurrier."""
+    return float(high_band_magnitude(images, size).mean() / high_band_magnitude(reference, size).mean().clamp_min(1e-12))

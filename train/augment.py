@@ -1,0 +1,73 @@
+"""Source-side augmentation that makes training faces look like what people upload.
+
+The selfies and CelebA faces are well lit, sharp and framed alike; phone photos and web pictures
+are not. `upload_jitter` gives each source image, each with its own chance: a looser or tighter,
+off-centre crop; a white-balance and saturation shift; greyscale; blur; JPEG compression.
+Every draw comes from the given generator, so a resumed run and every rank see the same images.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def upload_jitter(images: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """(B, C, H, W) floats in [0, 1] -> the same, degraded like uploads; channels past the third
+    (masks drawn on the images) follow the geometry only. `p` scales every transform's chance."""
+    b, c, h, w = images.shape
+    dev, dtype = images.device, images.dtype
+
+    def chance(q: float) -> torch.Tensor:  # (B,) bools
+        return torch.rand(b, generator=generator) < q * p
+
+    # Framing: zoom 0.85-1.2 (over 1 = the face smaller, edges mirrored) and a shift of up to 8% of the side.
+    frame = chance(1.0)
+    zoom = torch.where(frame, 0.85 + 0.35 * torch.rand(b, generator=generator), torch.ones(b))
+    shift = torch.where(frame[:, None], 0.16 * torch.rand(b, 2, generator=generator) - 0.08, torch.zeros(b, 2))
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = zoom
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta.to(dev, dtype), (b, c, h, w), align_corners=False)
+    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    rgb, rest = images[:, :3], images[:, 3:]
+
+    # White balance (per-channel gains of +-10%, mean kept) and saturation 0.6-1.3.
+    tint = chance(1.0)
+    gains = 1 + 0.2 * (torch.rand(b, 3, generator=generator) - 0.5)
+    gains = gains / gains.mean(1, keepdim=True)
+    gains = torch.where(tint[:, None], gains, torch.ones(b, 3))
+    saturation = torch.where(tint, 0.6 + 0.7 * torch.rand(b, generator=generator), torch.ones(b))
+    grey = (rgb * torch.tensor([0.299, 0.587, 0.114], device=dev, dtype=dtype)[:, None, None]).sum(1, keepdim=True)
+    rgb = grey + (rgb - grey) * saturation.to(dev, dtype)[:, None, None, None]
+    rgb = rgb * gains.to(dev, dtype)[:, :, None, None]
+    # Greyscale photos.
+    to_grey = chance(0.2).to(dev)
+    grey = (rgb * torch.tensor([0.299, 0.587, 0.114], device=dev, dtype=dtype)[:, None, None]).sum(1, keepdim=True)
+    rgb = torch.where(to_grey[:, None, None, None], grey.expand_as(rgb), rgb).clamp(0, 1)
+
+    # Blur: down to 45-90% of the side and back up (a small, out-of-focus or upscaled face).
+    blur = chance(0.6)
+    factors = 0.45 + 0.45 * torch.rand(b, generator=generator)
+    # JPEG at quality 25-85.
+    jpeg = chance(0.6)
+    qualities = (25 + 60 * torch.rand(b, generator=generator)).long()
+    if bool(blur.any()) or bool(jpeg.any()):
+        rgb = rgb.clone()
+        for i in range(b):
+            if blur[i]:
+                side = max(8, round(h * float(factors[i])))
+                small = F.interpolate(rgb[i:i + 1], size=side, mode="area")
+                rgb[i:i + 1] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+            if jpeg[i]:
+                rgb[i] = _jpeg(rgb[i], int(qualities[i]))
+    return torch.cat([rgb.clamp(0, 1), rest], 1)
+
+
+def _jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
+    """One (3, H, W) float image through a JPEG encode and decode at `quality`."""
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    data = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    out = decode_jpeg(encode_jpeg(data, quality=quality))
+    return out.to(image.device, image.dtype) / 255
