@@ -601,3 +601,76 @@ def test_cli_grow_needs_resume(tmp_path, capsys):
 
     assert main(["--config", "cpu-small", "--grow", f"run_dir={tmp_path}"]) == 2
     assert "use it with --resume" in capsys.readouterr().err
+
+
+def test_export_carries_discriminators_and_init_from_trains_on(data_root, tmp_path):
+    from train.export import DISCRIMINATORS_DIR, TRAINING_INFO_NAME
+    from twingan.model import Discriminator
+
+    trainer = make_trainer(data_root, tmp_path / "run")
+    for _ in range(2):
+        trainer.step()
+    folder = export_now(trainer, tmp_path / "run")
+    info = json.loads((folder / TRAINING_INFO_NAME).read_text())
+    assert (info["images_seen"], info["step"], info["resolution"]) == (8, 2, 16)
+    for domain, d in (("anime", trainer.d_target), ("human", trainer.d_source)):
+        saved = load_pretrained(Discriminator, folder / DISCRIMINATORS_DIR / domain)
+        for k, v in d.state_dict().items():
+            torch.testing.assert_close(saved.state_dict()[k], v.half().float(), msg=k)  # fp16 on disk
+    # A fresh machine: a new run folder, only the exported checkpoint.
+    fresh = make_trainer(data_root, tmp_path / "fresh")
+    fresh.init_from(folder)
+    assert (fresh.images_seen, fresh.step_count) == (8, 2) and not fresh.opt_g.state
+    exported = load_pretrained(TwinGAN, folder).state_dict()
+    for module in (fresh.model, fresh.ema):
+        assert all(torch.equal(module.state_dict()[k], v) for k, v in exported.items())
+    d_saved = load_pretrained(Discriminator, folder / DISCRIMINATORS_DIR / "anime").state_dict()
+    assert all(torch.equal(fresh.d_target.state_dict()[k], v) for k, v in d_saved.items())
+    losses = fresh.step()
+    assert fresh.images_seen == 12 and all(math.isfinite(v) for v in losses.values())
+
+
+def test_init_from_grows_a_smaller_export_and_starts_fresh_discriminators_without_them(data_root, tmp_path, caplog):
+    import shutil
+
+    from train.export import DISCRIMINATORS_DIR, TRAINING_INFO_NAME
+
+    small = make_trainer(data_root, tmp_path / "run")
+    for _ in range(2):
+        small.step()
+    folder = export_now(small, tmp_path / "run")
+    grown = make_trainer(data_root, tmp_path / "big", model={**TINY_MODEL, "resolution": 32}, stage_images=[8, 1000])
+    grown.init_from(folder)
+    assert grown.stage == (32, 0.0)
+    # At fade-in 0 the grown model translates as the export does, upsampled.
+    x = torch.rand(2, 3, 32, 32)
+    tags = torch.zeros(2, DEFAULT_VOCAB.dim)
+    with torch.no_grad():
+        out = grown.ema.eval().translate(x, "human", "anime", tags)
+        ref = load_pretrained(TwinGAN, folder).translate(torch.nn.functional.avg_pool2d(x, 2), "human", "anime", tags)
+    torch.testing.assert_close(out, torch.nn.functional.interpolate(ref, scale_factor=2, mode="nearest"))
+    # Without the discriminators and training.json (an older export): fresh D, images from 0, a warning.
+    shutil.rmtree(folder / DISCRIMINATORS_DIR)
+    (folder / TRAINING_INFO_NAME).unlink()
+    bare = make_trainer(data_root, tmp_path / "bare")
+    before = {k: v.clone() for k, v in bare.d_target.state_dict().items()}
+    bare.init_from(folder)
+    assert bare.images_seen == 0 and "has no anime discriminator" in caplog.text
+    assert all(torch.equal(bare.d_target.state_dict()[k], v) for k, v in before.items())
+    with pytest.raises(ConfigError, match="stage_images="):  # its 0 images do not start the 32 px stage
+        make_trainer(data_root, tmp_path / "big2", model={**TINY_MODEL, "resolution": 32},
+                     stage_images=[8, 1000]).init_from(folder)
+
+
+def test_cli_init_from_runs_and_refuses_resume(data_root, tmp_path, capsys):
+    from train.__main__ import main
+
+    trainer = make_trainer(data_root, tmp_path / "run")
+    trainer.step()
+    folder = export_now(trainer, tmp_path / "run")
+    args = tiny_overrides(data_root, tmp_path / "next") + ["--init-from", str(folder), "--max-steps", "1", "--no-progress"]
+    assert main(args + ["--resume"]) == 2
+    assert "--init-from starts a run" in capsys.readouterr().err
+    assert main(args) == 0
+    state = torch.load(tmp_path / "next" / "checkpoint.pt", weights_only=True)
+    assert (state["step"], state["images_seen"]) == (2, 8)

@@ -640,10 +640,9 @@ class Trainer:
         self.images_seen, self.step_count = int(info.get("images_seen", 0)), int(info.get("step", 0))
         if new:
             self._check_grown_stage(saved_res, new, "--init-from")
-        else:
-            res, alpha = self.stage
-            self.model.set_stage(res, alpha)
-            self.ema.set_stage(res, alpha)
+        res, alpha = self.stage
+        self.model.set_stage(res, alpha)
+        self.ema.set_stage(res, alpha)
         log.info("initialised from %s (%d px, %d images seen); Adam starts afresh", folder, saved_res, self.images_seen)
 
     def save_checkpoint(self, path: Path) -> Path:
