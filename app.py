@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -25,12 +27,14 @@ from twingan.faces import NoFaceError
 from twingan.images import ImageError, load_image
 from twingan.pipeline import (AUTO, DEFAULT_CHECKPOINT, DEFAULT_HAIR_CLASSIFIER, DEFAULT_TAGGER, KEEP,
                               TranslationPipeline, default_cache_dir)
+from twingan.video import translate_video
 from twingan.vocab import EYE_COLORS, HAIR_COLORS
 
 ROOT = Path(__file__).resolve().parent
 # Public domain / CC0 photos; their sources are in examples/README.md.
 EXAMPLES = [ROOT / "examples" / "astronaut.png", ROOT / "examples" / "camera.png"]
 MAX_FILE_SIZE = "25mb"  # uploads above this are refused before they reach the pipeline
+VIDEO_MAX_SECONDS = 20  # longer clips are refused: about a minute of work on a 2-core CPU at 640x480
 log = logging.getLogger("twingan.app")
 
 # After a translation: scroll the portraits into view if they are not (no-op when already visible).
@@ -155,6 +159,25 @@ def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
         except ValueError as err:
             raise gr.Error(str(err), print_exception=False) from None
 
+    def video(clip, hair=pipeline.default_hair, hair_strength=1.0, eye=AUTO, eye_strength=1.0,
+              progress=gr.Progress()):
+        if clip is None:
+            raise gr.Error("Upload a video first (or record one with the webcam)", print_exception=False)
+        # A fresh folder in Gradio's cache: served from there without a copy, never shared by two requests.
+        folder = Path(tempfile.mkdtemp(prefix="video-", dir=video_out.GRADIO_CACHE))
+        try:
+            result = translate_video(pipeline, clip, folder / "anime.mp4", hair, hair_strength, eye, eye_strength,
+                                     max_seconds=VIDEO_MAX_SECONDS,
+                                     progress=lambda done, total: progress((done, total), unit="frames"))
+        except ValueError as err:  # VideoError / NoFaceError / bad control: the message is for the user
+            shutil.rmtree(folder, ignore_errors=True)
+            raise gr.Error(str(err), print_exception=False) from None
+        faces = f"{result.faces} face{'s' if result.faces != 1 else ''}"
+        sound = "sound kept" if result.audio else "no sound"
+        lines = [f"{result.frames} frames ({result.seconds:.1f} s at {result.fps:.3g} frames/s), {faces}, {sound}.",
+                 *result.notes]
+        return str(result.path), " ".join(lines)
+
     def lookalikes(photo):
         if photo is None:
             raise gr.Error("Upload a photo first", print_exception=False)
@@ -236,6 +259,26 @@ def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
             webcam.stream(live, [webcam, hair, hair_strength, eye, eye_strength, track], [live_out, track],
                           api_name="live",
                           stream_every=0.1, time_limit=120, concurrency_limit=4)
+        with gr.Tab("Video"):
+            gr.Markdown(f"Upload a clip of up to {VIDEO_MAX_SECONDS} s (or record one): every face in every "
+                        "frame becomes anime, the sound is kept. Frames over 1280 px are downscaled first.")
+            with gr.Row():
+                with gr.Column():
+                    # format=None: the upload is read as it is (no conversion, which would need ffmpeg).
+                    clip = gr.Video(label="Video", sources=["upload", "webcam"], format=None, elem_id="video-in",
+                                    height=320)
+                    video_button = gr.Button("Translate video", variant="primary", elem_id="translate-video")
+                    video_hair = gr.Radio(hair_choices, value=pipeline.default_hair, label="Hair colour",
+                                          elem_classes="swatches")
+                    video_hair_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Hair colour strength")
+                    video_eye = gr.Radio(eye_choices, value=AUTO, label="Eye colour", elem_classes="swatches")
+                    video_eye_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Eye colour strength")
+                with gr.Column():
+                    video_out = gr.Video(label="Anime video", interactive=False, format=None, elem_id="video-out",
+                                         buttons=["download"])
+                    video_info = gr.Markdown(label="Status", elem_id="video-info")
+            video_button.click(video, [clip, video_hair, video_hair_strength, video_eye, video_eye_strength],
+                               [video_out, video_info], api_name="video")
     # CPU: one request at a time is fastest (torch already uses every core); a GPU overlaps a few.
     demo.queue(max_size=32, default_concurrency_limit=4 if pipeline.device.type == "cuda" else 1)
     return demo
