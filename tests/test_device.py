@@ -143,7 +143,7 @@ def test_gpu_config_dry_run_reads_the_pack(pack, capsys):
 
 def test_compact_state_forms_load_into_a_trainer(pack, tmp_path):
     cfg = load_config("gpu-128", [*tiny_overrides(), f"pack={pack}", f"run_dir={tmp_path}"])
-    from train.data import load_domains
+    from train.domains import load_domains
 
     trainer = Trainer(cfg, *load_domains(cfg))
     trainer.train_seconds = 5.0

@@ -9,8 +9,8 @@ from PIL import Image
 
 from conftest import ASTRONAUT
 from train import losses
+from train.augment import augment
 from train.eyes import cached_eyes, eye_masks, locate_eyes
-from train.tags_data import augment
 from twingan.faces import FaceCropper
 from twingan.vocab import DEFAULT_VOCAB
 

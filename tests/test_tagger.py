@@ -12,7 +12,8 @@ import torch
 
 from conftest import data_root
 from train import tagger as train_tagger
-from train.tags_data import TagsDataError, augment, read_celeba_hair, read_tags_csv
+from train.augment import augment
+from train.tags_data import TagsDataError, read_celeba_hair, read_tags_csv
 from twingan.checkpoint import load_pretrained, save_pretrained
 from twingan.metrics import control_accuracy, frechet_distance, input_retrieval, kernel_inception_distance
 from twingan.tagger import HumanHairClassifier, HumanHairConfig, Tagger, TaggerConfig

@@ -15,7 +15,8 @@ import torch
 
 from samples import write_smooth_images
 from train.config import ConfigError, load_config
-from train.data import DataError, EpochSampler, balance_repeats, load_domains
+from train.data import DataError, EpochSampler, balance_repeats
+from train.domains import load_domains
 from train.engine import Trainer, stage_at
 from train.loop import describe, export_now
 from twingan.checkpoint import load_pretrained
@@ -111,7 +112,7 @@ def test_eye_colour_loss_is_trained(data_root, tmp_path, monkeypatch):
 
 
 def test_alignment_reads_the_latent_and_the_used_skips_only():
-    from train.engine import read_levels
+    from train.helpers import read_levels
     from twingan.config import TwinGANConfig
 
     config = TwinGANConfig(resolution=32, skip_resolutions=(8,))
@@ -350,7 +351,7 @@ def test_decode_writes_into_one_tensor_and_closes_gaps(data_root, tmp_path):
     """Images are decoded in place into the caller's uint8 tensor (no second copy); skipped rows close up."""
     import shutil
 
-    from train.data import decode_images
+    from train.decode import decode_images
 
     folder = tmp_path / "mixed"
     shutil.copytree(data_root / "human", folder)
@@ -387,7 +388,7 @@ def test_domain_of_several_folders_keeps_labels_with_their_images(data_root, tmp
 def test_square_image_crop_top():
     from PIL import Image
 
-    from train.data import square_image
+    from train.decode import square_image
 
     tall = Image.new("RGB", (10, 30), "red")
     tall.paste((0, 0, 255), (0, 10, 10, 30))  # red top third, blue below
@@ -545,7 +546,7 @@ def test_readme_figures_from_the_bundled_checkpoint(tmp_path, eyes):
 
 
 def test_grow_loads_a_smaller_run_and_starts_the_new_stage_where_it_left_off(data_root, tmp_path):
-    from train.engine import grow_schedule
+    from train.growing import grow_schedule
 
     small = make_trainer(data_root, tmp_path / "run", model=TINY_MODEL)
     for _ in range(2):

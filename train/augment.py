@@ -1,15 +1,43 @@
-"""Source-side augmentation that makes training faces look like what people upload.
+"""Batch augmentations of training images, every draw from the given generator (so a resumed run
+and every rank see the same images).
 
-The selfies and CelebA faces are well lit, sharp and framed alike; phone photos and web pictures
-are not. `upload_jitter` gives each source image, each with its own chance: a looser or tighter,
+`augment` (flip, crop-and-resize, brightness) is applied to both GAN domains and to the tagger's
+batches. `upload_jitter`, on the source side only, makes training faces look like what people
+upload: the selfies and CelebA faces are well lit, sharp and framed alike; phone photos and web
+pictures are not. It gives each source image, each with its own chance: a looser or tighter,
 off-centre crop; a white-balance and saturation shift; greyscale; blur; JPEG compression.
-Every draw comes from the given generator, so a resumed run and every rank see the same images.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+
+def augment(images: torch.Tensor, generator: torch.Generator | None = None,
+            min_scale: float = 0.8, brightness: float = 0.12) -> torch.Tensor:
+    """Flip, random crop-and-resize and brightness jitter on a float batch (B, 3, H, W) in [0, 1].
+
+    Hue and saturation are left alone on purpose: the labels are colours. Channels past the third
+    (masks drawn on the images) get the same flip and crop but no brightness change.
+    """
+    b, _, h, w = images.shape
+    dev = images.device  # the random numbers come from the (CPU) generator, then move: same draws on any device
+    flip = (torch.rand(b, generator=generator) < 0.5).to(dev)
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    # Random crop as an affine sampling grid: one batched op instead of a Python loop.
+    scale = min_scale + (1 - min_scale) * torch.rand(b, generator=generator)
+    shift = (1 - scale)[:, None] * (2 * torch.rand(b, 2, generator=generator) - 1)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = scale
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta.to(dev, images.dtype), (b, 3, h, w), align_corners=False)
+    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # Brightness: the same offset on all three channels keeps hue unchanged.
+    offset = brightness * (2 * torch.rand(b, 1, 1, 1, generator=generator) - 1)
+    if images.shape[1] > 3:
+        offset = F.pad(offset.expand(b, 3, 1, 1), (0, 0, 0, 0, 0, images.shape[1] - 3))
+    return (images + offset.to(dev, images.dtype)).clamp(0, 1)
 
 
 def upload_jitter(images: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:

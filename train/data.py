@@ -4,28 +4,23 @@ Images are decoded once (in threads) at the model's full resolution; lower progr
 average-pool them. On a CPU, decoding JPEGs every epoch would cost more than the small GAN steps.
 Each domain's images are decoded straight into one preallocated uint8 tensor, so they exist once
 in memory (paper-256: ~6.8 GB), never as a list plus a stacked copy. Unreadable images are
-skipped and counted, never dropped silently. The tagger training (`train/tags_data.py`) decodes
-through the same `decode_images`, so the tagger sees images resized as the GAN's are.
+skipped and counted, never dropped silently (`train.decode`). The tagger training
+(`train/tags_data.py`) decodes through the same `decode_images`, so the tagger sees images resized
+as the GAN's are. Which source a run's domains come from (these folders or a pack) is
+`train.domains.load_domains`'s choice: this module knows nothing of packs or of the trainer.
 """
 
 from __future__ import annotations
 
-import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from twingan.images import IMAGE_SUFFIXES, square_crop
+from train.decode import DataError, decode_images, list_images
+from train.tags_data import HUMAN_HAIR_CLASSES, celeba_split, read_celeba_hair, read_tags_csv, tag_tensors
 from twingan.vocab import TagVocab
-
-log = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """A data folder or file that cannot be used; the message says which and why."""
 
 
 @dataclass
@@ -41,79 +36,6 @@ class DomainData:
 
     def __len__(self) -> int:
         return self.images.shape[0]
-
-
-def list_images(folder: Path) -> list[str]:
-    if not folder.is_dir():
-        raise DataError(f"image folder not found: {folder}")
-    files = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(f"image folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
-    return files
-
-
-def square_image(image, size: int, crop_top: float = 0.5):
-    """The largest square of a PIL image, resized to size x size (bicubic).
-
-    A portrait image's square starts `crop_top` of the spare height from the top (0 top, 0.5
-    centred), so faces in tall photos can keep their chin; a landscape image's is centred by
-    `twingan.images.square_crop`. The filter stays bicubic, not square_crop's Lanczos: every GAN
-    run so far was trained on bicubic images, and the app's face crops are bicubic too.
-    """
-    from PIL import Image
-
-    width, height = image.size
-    if height > width:
-        top = round((height - width) * crop_top)
-        image = image.crop((0, top, width, top + width))
-    image = square_crop(image, min(image.size))  # crops only: the size asked for is its own
-    return image.resize((size, size), Image.Resampling.BICUBIC)
-
-
-def _decode_into(out: torch.Tensor, path: Path, resolution: int, crop_top: float) -> str | None:
-    """Decode one image into `out` (3, R, R) uint8; returns why it could not be read, or None."""
-    import numpy as np
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (resolution, resolution))  # JPEG: decode at a reduced scale, much faster
-            im = square_image(im.convert("RGB"), resolution, crop_top)
-    except (OSError, ValueError, SyntaxError) as err:  # PIL raises these for truncated or non-image files
-        return f"{path.name}: {type(err).__name__}: {err}"
-    out.copy_(torch.from_numpy(np.array(im)).permute(2, 0, 1))  # (R, R, 3) -> (3, R, R)
-    return None
-
-
-def decode_images(folder: Path, files: list[str], resolution: int, crop_top: float = 0.5, workers: int = 4,
-                  out: torch.Tensor | None = None, progress: bool = False) -> tuple[torch.Tensor, list[int], list[str]]:
-    """Decode `files` to (N, 3, R, R) uint8; returns (images, kept indices, skip messages).
-
-    The images are written into `out` (len(files) rows; allocated when None) and the rows of
-    skipped files are closed up in place, so the result is a view of `out`'s first rows.
-    """
-    from tqdm import tqdm
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"image folder not found: {folder}")
-    if out is None:
-        out = torch.empty(len(files), 3, resolution, resolution, dtype=torch.uint8)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        errors = list(tqdm(pool.map(lambda i: _decode_into(out[i], folder / files[i], resolution, crop_top),
-                                    range(len(files))),
-                           total=len(files), desc=f"decode {folder.name}", unit="img", disable=not progress))
-    kept = [i for i, e in enumerate(errors) if e is None]
-    skipped = [e for e in errors if e is not None]
-    if skipped:
-        log.warning("skipped %d unreadable image(s) in %s, e.g. %s", len(skipped), folder, skipped[0])
-    if not kept:
-        raise DataError(f"none of the {len(files)} images in {folder} could be read"
-                        + (f"; first error: {skipped[0]}" if skipped else ""))
-    for row, i in enumerate(kept):  # close the gaps left by skipped files (rows only move up)
-        if row != i:
-            out[row] = out[i]
-    return out[:len(kept)], kept, skipped
 
 
 # ---------------------------------------------------------------- the two domains
@@ -143,8 +65,6 @@ def _list_folder(folder: Path, vocab: TagVocab, crop_top: float, limit: int = 0)
 
 
 def _list_tagged(csv_path: Path, image_dir: Path, vocab: TagVocab, split: str, limit: int = 0) -> _Listing:
-    from train.tags_data import read_tags_csv, tag_tensors
-
     rows = read_tags_csv(csv_path, vocab, split)
     files = sorted(rows)
     files = files[:limit] if limit else files
@@ -155,8 +75,6 @@ def _list_tagged(csv_path: Path, image_dir: Path, vocab: TagVocab, split: str, l
 
 
 def _list_attributes(csv_path: Path, image_dir: Path, vocab: TagVocab, crop_top: float, limit: int = 0) -> _Listing:
-    from train.tags_data import HUMAN_HAIR_CLASSES, celeba_split, read_celeba_hair
-
     labels = read_celeba_hair(csv_path)
     files = [f for f in list_images(image_dir) if celeba_split(f) == "train"]
     listing = _unlabelled(image_dir, files[:limit] if limit else files, crop_top, vocab)
@@ -186,7 +104,7 @@ def _load(listings: list[_Listing], resolution: int, workers: int) -> DomainData
 
 
 def concat(parts: list[DomainData]) -> DomainData:
-    """Several DomainData as one (a copy: load_domains avoids it by decoding into one tensor)."""
+    """Several DomainData as one (a copy: load_folders avoids it by decoding into one tensor)."""
     return DomainData(*(torch.cat([getattr(p, k) for p in parts]) for k in
                         ("images", "tags", "hair", "eye", "binary_known")), sum(p.skipped for p in parts))
 
@@ -209,19 +127,10 @@ def load_attributes(csv_path: Path, image_dir: Path, resolution: int, vocab: Tag
     return _load([_list_attributes(csv_path, image_dir, vocab, crop_top, limit)], resolution, workers)
 
 
-def load_domains(cfg, workers: int = 4, device: str | torch.device = "cpu") -> tuple[DomainData, DomainData]:
-    """(source, target) data for a TrainConfig; each domain's images are one uint8 tensor.
-
-    With `cfg.pack` the images come from the pack, decoded once straight onto `device` (a GPU then
-    does no per-step host-to-device copy of images); otherwise from the folders, held on the CPU.
-    """
+def load_folders(cfg, workers: int = 4) -> tuple[DomainData, DomainData]:
+    """(source, target) from the folders a TrainConfig names, held on the CPU; each domain's images
+    are one uint8 tensor (its folders decoded straight into it)."""
     vocab, lim = cfg.model.vocab, cfg.limit_per_folder
-    if cfg.pack:
-        from train.config import REPO_ROOT
-        from train.pack import load_pack
-
-        path = Path(cfg.pack) if Path(cfg.pack).is_absolute() else REPO_ROOT / cfg.pack
-        return load_pack(path, vocab, cfg.model.resolution, device)
     source = [_list_folder(cfg.resolve(d), vocab, cfg.source_crop_top, lim) for d in cfg.source_dirs]
     if cfg.source_attributes_images:
         source.append(_list_attributes(cfg.resolve(cfg.source_attributes_csv),

@@ -3,8 +3,10 @@
 `python -m train --config cpu-small run_dir=runs/NAME --export checkpoints/NAME`, or
 `python -m train.export runs/NAME/checkpoint.pt checkpoints/NAME`.
 
-Also the export helpers the trainer uses: `export_model` (truncate to a stage, write the folder) and
-`calibrate_batch_norm` (re-measure batch-norm statistics on the paths inference runs).
+Also what the training loop exports and samples with, as functions of the `Trainer`:
+`export_trainer` (the folder `train.export_format` describes), `calibrated` (the EMA generator with
+batch-norm statistics re-measured by `calibrate_batch_norm` on the paths inference runs) and
+`sample_grid` (the fixed samples' input | translation | reconstruction).
 """
 
 from __future__ import annotations
@@ -12,46 +14,21 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
-from train.config import train_config_from_dict
-from twingan.checkpoint import save_pretrained
-from twingan.config import TwinGANConfig
-from twingan.model import Discriminator, TwinGAN
-
-# Beside an exported generator, what training on from it needs (`Trainer.init_from`).
-DISCRIMINATORS_DIR = "discriminators"  # one checkpoint folder per domain: discriminators/anime, ...
-TRAINING_INFO_NAME = "training.json"  # images seen, step and the run's config
-
-
-def stage_config(config: TwinGANConfig, resolution: int) -> TwinGANConfig:
-    """The architecture truncated to `resolution` (for exports made mid-growing)."""
-    skips = tuple(r for r in config.skip_resolutions if r <= resolution)
-    if config.skip_resolutions and not skips:
-        raise ValueError(f"no skip resolution <= {resolution} in {config.skip_resolutions}")
-    return dataclasses.replace(config, resolution=resolution, skip_resolutions=skips)
-
-
-def export_model(model: TwinGAN, folder: Path, resolution: int | None = None,
-                 dtype: torch.dtype | None = torch.float16) -> Path:
-    """Write the inference format (config.json + model.safetensors), truncated to `resolution`."""
-    resolution = resolution or model.config.resolution
-    small = TwinGAN(stage_config(model.config, resolution))
-    state = model.state_dict()
-    small.load_state_dict({k: state[k] for k in small.state_dict()}, strict=True)
-    return save_pretrained(small, folder, dtype=dtype)
-
-
-def export_discriminator(d: Discriminator, folder: Path, resolution: int, dtype: torch.dtype | None = torch.float16) -> Path:
-    """A discriminator in the same format (config.json + model.safetensors), truncated to `resolution`."""
-    small = Discriminator(stage_config(d.config, resolution))
-    state = d.state_dict()
-    small.load_state_dict({k: state[k] for k in small.state_dict()}, strict=True)
-    return save_pretrained(small, folder, dtype=dtype)
+from train import losses
+from train.config import to_dict, train_config_from_dict
+from train.data import batch_images
+from train.domains import load_domains
+from train.engine import CHECKPOINT_NAME, Trainer
+from train.export_format import DISCRIMINATORS_DIR, TRAINING_INFO_NAME, export_discriminator, export_model
+from twingan.model import TwinGAN
 
 
 @torch.no_grad()
@@ -80,18 +57,86 @@ def calibrate_batch_norm(model: TwinGAN, passes: list[tuple[torch.Tensor, str, s
     return out.eval()
 
 
+def calibrated(trainer: Trainer, res: int, alpha: float, n: int = 256) -> TwinGAN:
+    """The trainer's EMA generator with batch-norm statistics measured on n fixed images per path.
+
+    Order: target -> target and source -> source reconstructions, then source -> target
+    translations (tags drawn from the target tag distribution), which own the target
+    generator statistics in the export because translation is what inference runs.
+    """
+    cfg, source, target, d = trainer.cfg, trainer.source, trainer.target, trainer.device
+    g = torch.Generator().manual_seed(4321)
+    si = torch.randperm(len(source), generator=g)[:n]
+    ti = torch.randperm(len(target), generator=g)[:n]
+    xs = batch_images(source, si, res).to(d)
+    xt = batch_images(target, ti, res).to(d)
+    tags = None
+    if trainer.tag_pool is not None:
+        tags = losses.sample_target_tags(*trainer.tag_pool, len(si), trainer.vocab, cfg.uniform_color_prob, g,
+                                         source.hair[si], cfg.own_hair_prob)[0].to(d)
+    trainer.ema.set_stage(res, alpha)
+    src, tgt = trainer.src_name, trainer.tgt_name
+    passes = [(xt, tgt, tgt, target.tags[ti].to(d)),
+              (xs, src, src, source.tags[si].to(d)),
+              (xs, src, tgt, tags)]
+    return calibrate_batch_norm(trainer.ema, passes)
+
+
+def fixed_samples(trainer: Trainer, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same n source images and tags every time: (indices, tags) with hair colours cycling."""
+    vocab = trainer.vocab
+    g = torch.Generator().manual_seed(1234)
+    idx = torch.randperm(len(trainer.source), generator=g)[:n]
+    tags = torch.zeros(len(idx), vocab.dim)
+    for i in range(len(idx)):
+        tags[i, vocab.hair_slice.start + i % len(vocab.hair)] = 1
+        tags[i, vocab.eye_slice.start + (i * 3) % len(vocab.eye)] = 1
+    return idx, tags
+
+
+@torch.no_grad()
+def sample_grid(trainer: Trainer, n: int | None = None) -> torch.Tensor:
+    """Rows: input | translation | reconstruction (EMA generator, eval mode), (3, H, W) in [0, 1]."""
+    from torchvision.utils import make_grid
+
+    res, alpha = trainer.stage
+    idx, tags = fixed_samples(trainer, n or trainer.cfg.num_samples)
+    x = batch_images(trainer.source, idx, res).to(trainer.device)
+    trainer.ema.set_stage(res, alpha)
+    model = calibrated(trainer, res, alpha)
+    fake = model.translate(x, trainer.src_name, trainer.tgt_name, tags.to(trainer.device))
+    rec = model.translate(x, trainer.src_name, trainer.src_name, trainer.source.tags[idx].to(trainer.device))
+    rows = torch.cat([x, fake, rec]).float().cpu()
+    rows = F.interpolate(rows, size=max(64, res), mode="nearest")
+    return make_grid(rows, nrow=len(idx), padding=2, pad_value=1.0)
+
+
+def export_trainer(trainer: Trainer, folder: Path, dtype: torch.dtype | None = torch.float16) -> Path:
+    """Export the EMA generator at the highest fully faded-in resolution (fp16 safetensors by default),
+    with what `Trainer.init_from` needs to train on from it: the discriminators
+    (`discriminators/<domain>/`) and `training.json` (images seen, step, the run's config)."""
+    res, alpha = trainer.stage
+    if alpha < 1.0:
+        res, alpha = max(res // 2, 8), 1.0
+    folder = export_model(calibrated(trainer, res, alpha), folder, res, dtype)
+    for module, domain in ((trainer.d_target, trainer.tgt_name), (trainer.d_source, trainer.src_name)):
+        if module is not None:
+            export_discriminator(module, folder / DISCRIMINATORS_DIR / domain, res, dtype)
+    info = {"images_seen": trainer.images_seen, "step": trainer.step_count, "resolution": res,
+            "config": to_dict(trainer.cfg)}
+    (folder / TRAINING_INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
+    return folder
+
+
 def export_checkpoint(checkpoint: str | os.PathLike, folder: str | os.PathLike, dtype: torch.dtype = torch.float16,
                       resolution: int | None = None, data_root: str | None = None) -> Path:
     """Read a training checkpoint (weights_only) and write its EMA generator to `folder`.
 
-    Goes through `Trainer.export`, as the training loop does: truncated to the highest fully faded-in
+    Goes through `export_trainer`, as the training loop does: truncated to the highest fully faded-in
     resolution (unless `resolution` is given) and, for batch norm, statistics re-measured on the
     run's reconstructions and source -> target translations, which needs its source and target
     images (`data_root` overrides where they are).
     """
-    from train.data import load_domains
-    from train.engine import CHECKPOINT_NAME, Trainer  # the engine imports this module's helpers
-
     path = Path(checkpoint)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
@@ -100,16 +145,16 @@ def export_checkpoint(checkpoint: str | os.PathLike, folder: str | os.PathLike, 
     state = torch.load(path, map_location="cpu", weights_only=True)
     cfg = train_config_from_dict(state["config"])
     # The images are needed for the batch-norm statistics (source and target, see
-    # Trainer.calibrated); the frozen tagger is not.
+    # `calibrated`); the frozen tagger is not.
     cfg = dataclasses.replace(cfg, data_root=data_root or cfg.data_root, w_tagger=0.0, w_tagger_features=0.0,
-                  fill_tags_threshold=0.0, limit_per_folder=cfg.limit_per_folder or 2000)
+                              fill_tags_threshold=0.0, limit_per_folder=cfg.limit_per_folder or 2000)
     source, target = load_domains(cfg)
     trainer = Trainer(cfg, source, target)
     trainer.load_state_dict(state)
     if resolution is None:
-        return trainer.export(Path(folder), dtype)
+        return export_trainer(trainer, Path(folder), dtype)
     trainer.ema.set_stage(resolution, 1.0)
-    return export_model(trainer.calibrated(resolution, 1.0), Path(folder), resolution, dtype)
+    return export_model(calibrated(trainer, resolution, 1.0), Path(folder), resolution, dtype)
 
 
 def main(argv: list[str] | None = None) -> int:

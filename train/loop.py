@@ -5,18 +5,21 @@ Rank 0 alone writes (config, TensorBoard, PNG grids, checkpoints, exports); ever
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import signal
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from train.config import TrainConfig, to_dict
-from train.data import load_domains
+from train.domains import load_domains
 from train.engine import CHECKPOINT_NAME, Trainer
+from train.export import export_trainer, sample_grid
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,134 @@ def describe(cfg: TrainConfig, trainer: Trainer | None = None) -> str:
     return "\n".join(lines)
 
 
+def configure_torch(cfg: TrainConfig, device: torch.device) -> None:
+    """Threads, cuDNN autotuning and TF32 as the config asks."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+        if cfg.tf32:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+
+def build_trainer(cfg: TrainConfig, rank: int, world: int, device: torch.device, resume: bool = False,
+                  grow: bool = False, init_from: str | None = None) -> Trainer:
+    """The run's data and Trainer, continued from RUN_DIR/checkpoint.pt (`resume`, `grow`) or started
+    from an export (`init_from`)."""
+    source, target = load_domains(cfg, device=device)
+    trainer = Trainer(cfg, source, target, rank, world, device)
+    ckpt = cfg.run_path / CHECKPOINT_NAME
+    if resume:
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
+        trainer.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True), grow=grow)
+    elif init_from:
+        trainer.init_from(Path(init_from))
+    return trainer
+
+
+def open_writer(cfg: TrainConfig):
+    """Write the resolved config to the run folder and open its TensorBoard writer (rank 0 only)."""
+    write_json(cfg.run_path / "config.json", to_dict(cfg))
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(cfg.run_path / "tb"))
+
+
+def catch_stop_signals() -> tuple[dict, Callable[[], None]]:
+    """SIGINT and SIGTERM set stop["flag"] (the loop finishes the step, checkpoints, then exits) until
+    the returned function puts the previous handlers back."""
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):
+        stop["flag"] = True
+
+    previous = signal.signal(signal.SIGINT, on_signal)
+    previous_term = signal.signal(signal.SIGTERM, on_signal)
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+
+    return stop, restore
+
+
+@dataclasses.dataclass
+class Progress:
+    """What the loop measures as it goes, for its log lines and the run's summary."""
+
+    t0: float  # time.perf_counter() when the loop started
+    n0: int  # images seen when the loop started
+    start_step: int
+    logs: dict = dataclasses.field(default_factory=dict)  # the last step's losses
+    stage_stats: dict = dataclasses.field(default_factory=dict)  # resolution -> [images, seconds inside step()]
+
+    def speed(self, images_seen: int) -> float:
+        return (images_seen - self.n0) / max(time.perf_counter() - self.t0, 1e-9)
+
+    def stages(self) -> dict:
+        return {str(r): {"images": n, "step_seconds": round(t, 2), "images_per_s": round(n / max(t, 1e-9), 1)}
+                for r, (n, t) in sorted(self.stage_stats.items())}
+
+
+def log_step(trainer: Trainer, progress: Progress, bar, writer) -> None:
+    """The progress bar after every step; TensorBoard scalars and a JSON line every cfg.log_every steps."""
+    cfg, step, logs = trainer.cfg, trainer.step_count, progress.logs
+    res, alpha = trainer.stage
+    speed = progress.speed(trainer.images_seen)
+    bar.update(cfg.batch_for(res))
+    bar.set_postfix_str(f"{res}px a={alpha:.2f} rec={logs['recon']:.3f} G={logs['g_gan']:.2f} "
+                        f"D={logs['d_gan']:.2f} {speed:.1f} img/s", refresh=False)
+    if step % cfg.log_every == 0:
+        for k, v in logs.items():
+            writer.add_scalar(f"loss/{k}", v, trainer.images_seen)
+        writer.add_scalar("train/resolution", res, trainer.images_seen)
+        writer.add_scalar("train/alpha", alpha, trainer.images_seen)
+        writer.add_scalar("train/images_per_s", speed, trainer.images_seen)
+        print(json.dumps({"step": step, "images": trainer.images_seen, "res": res, "alpha": round(alpha, 3),
+                          "img_s": round(speed, 2), "min": round((time.perf_counter() - progress.t0) / 60, 1),
+                          **{k: round(v, 4) for k, v in logs.items()}}), flush=True)
+
+
+def run_steps(trainer: Trainer, progress: Progress, stop: dict, bar, writer, master: bool, deadline: float | None,
+              max_steps: int | None, device: torch.device) -> None:
+    """Train until total_images, a stop signal, max_steps or the deadline; log, sample, checkpoint and
+    export on the config's schedule (rank 0)."""
+    cfg, run = trainer.cfg, trainer.cfg.run_path
+    last_export = time.monotonic()
+    tick = time.perf_counter()
+    while trainer.images_seen < cfg.total_images and not stop["flag"]:
+        if max_steps is not None and trainer.step_count - progress.start_step >= max_steps:
+            break
+        if deadline is not None:
+            # Every rank must stop, and change stage, at the same step: take the slowest clock.
+            over, trainer.train_seconds = agree_max([float(time.monotonic() >= deadline), trainer.train_seconds],
+                                                    trainer.world, device)
+            if over and trainer.step_count > progress.start_step:  # one step at least, so there is an export
+                break
+        if trainer.step_count % cfg.log_every == 0:
+            trainer.maybe_load_tagger()
+        images_before, step_start = trainer.images_seen, time.perf_counter()
+        step_res = trainer.stage[0]
+        progress.logs = trainer.step()  # returns floats, so the GPU has finished the step here
+        stats = progress.stage_stats.setdefault(step_res, [0, 0.0])
+        stats[0] += trainer.images_seen - images_before
+        stats[1] += time.perf_counter() - step_start
+        step = trainer.step_count
+        if master:
+            log_step(trainer, progress, bar, writer)
+        if master and step % cfg.sample_every == 0:
+            save_samples(trainer, run, writer)
+        if step % cfg.checkpoint_every == 0 and master:
+            trainer.save_checkpoint(run / CHECKPOINT_NAME)
+        if master and cfg.export_every_minutes and time.monotonic() - last_export > 60 * cfg.export_every_minutes:
+            export_now(trainer, run)
+            last_export = time.monotonic()
+        now = time.perf_counter()
+        trainer.train_seconds += now - tick  # the whole iteration: the stage clock counts samples too
+        tick = now
+
+
 def train(cfg: TrainConfig, resume: bool = False, dry_run: bool = False, max_steps: int | None = None,
           progress: bool = True, grow: bool = False, init_from: str | None = None) -> dict:
     """Train (or, with dry_run, only load data, build models and print the plan). Returns a summary.
@@ -91,112 +222,39 @@ def train(cfg: TrainConfig, resume: bool = False, dry_run: bool = False, max_ste
     deadline = started + 60 * (cfg.budget_minutes - cfg.export_margin_minutes) if cfg.budget_minutes else None
     rank, world, local_rank = dist_env()
     device = setup_distributed(world, local_rank)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
-        if cfg.tf32:
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    configure_torch(cfg, device)
     master = rank == 0
     run = cfg.run_path
-    source, target = load_domains(cfg, device=device)
-    trainer = Trainer(cfg, source, target, rank, world, device)
-    ckpt = run / CHECKPOINT_NAME
-    if resume:
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
-        trainer.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True), grow=grow)
-    elif init_from:
-        trainer.init_from(Path(init_from))
+    trainer = build_trainer(cfg, rank, world, device, resume, grow, init_from)
     if master:
         print(describe(cfg, trainer), flush=True)
     if dry_run:
-        return {"dry_run": True, "source": len(source), "target": len(target)}
-    writer = None
-    if master:
-        write_json(run / "config.json", to_dict(cfg))
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(run / "tb"))
-    stop = {"flag": False}
-
-    def on_sigint(signum, frame):  # finish the step, checkpoint, then exit
-        stop["flag"] = True
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    previous_term = signal.signal(signal.SIGTERM, on_sigint)
+        return {"dry_run": True, "source": len(trainer.source), "target": len(trainer.target)}
+    writer = open_writer(cfg) if master else None
+    stop, restore_signals = catch_stop_signals()
     from tqdm import tqdm
 
     bar = tqdm(total=cfg.total_images, initial=trainer.images_seen, unit="img", disable=not (master and progress),
                dynamic_ncols=True, mininterval=5)
-    last_export = time.monotonic()
-    t0, n0 = time.perf_counter(), trainer.images_seen
-    start_step = trainer.step_count
-    logs: dict = {}
-    stage_stats: dict[int, list] = {}  # resolution -> [images, seconds inside step()]: throughput per stage
-    tick = time.perf_counter()
+    measured = Progress(time.perf_counter(), trainer.images_seen, trainer.step_count)
     try:
-        while trainer.images_seen < cfg.total_images and not stop["flag"]:
-            if max_steps is not None and trainer.step_count - start_step >= max_steps:
-                break
-            if deadline is not None:
-                # Every rank must stop, and change stage, at the same step: take the slowest clock.
-                over, trainer.train_seconds = agree_max([float(time.monotonic() >= deadline), trainer.train_seconds],
-                                                        world, device)
-                if over and trainer.step_count > start_step:  # one step at least, so there is an export
-                    break
-            if trainer.step_count % cfg.log_every == 0:
-                trainer.maybe_load_tagger()
-            images_before, step_start = trainer.images_seen, time.perf_counter()
-            step_res = trainer.stage[0]
-            logs = trainer.step()  # returns floats, so the GPU has finished the step here
-            stats = stage_stats.setdefault(step_res, [0, 0.0])
-            stats[0] += trainer.images_seen - images_before
-            stats[1] += time.perf_counter() - step_start
-            step = trainer.step_count
-            res, alpha = trainer.stage
-            speed = (trainer.images_seen - n0) / max(time.perf_counter() - t0, 1e-9)
-            if master:
-                bar.update(cfg.batch_for(res))
-                bar.set_postfix_str(f"{res}px a={alpha:.2f} rec={logs['recon']:.3f} G={logs['g_gan']:.2f} "
-                                    f"D={logs['d_gan']:.2f} {speed:.1f} img/s", refresh=False)
-            if master and step % cfg.log_every == 0:
-                for k, v in logs.items():
-                    writer.add_scalar(f"loss/{k}", v, trainer.images_seen)
-                writer.add_scalar("train/resolution", res, trainer.images_seen)
-                writer.add_scalar("train/alpha", alpha, trainer.images_seen)
-                writer.add_scalar("train/images_per_s", speed, trainer.images_seen)
-                print(json.dumps({"step": step, "images": trainer.images_seen, "res": res, "alpha": round(alpha, 3),
-                                  "img_s": round(speed, 2), "min": round((time.perf_counter() - t0) / 60, 1),
-                                  **{k: round(v, 4) for k, v in logs.items()}}), flush=True)
-            if master and step % cfg.sample_every == 0:
-                save_samples(trainer, run, writer)
-            if step % cfg.checkpoint_every == 0 and master:
-                trainer.save_checkpoint(ckpt)
-            if master and cfg.export_every_minutes and time.monotonic() - last_export > 60 * cfg.export_every_minutes:
-                export_now(trainer, run)
-                last_export = time.monotonic()
-            now = time.perf_counter()
-            trainer.train_seconds += now - tick  # the whole iteration: the stage clock counts samples too
-            tick = now
+        run_steps(trainer, measured, stop, bar, writer, master, deadline, max_steps, device)
     finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
+        restore_signals()
         bar.close()
-        if master and trainer.step_count > start_step:
-            trainer.save_checkpoint(ckpt)
+        if master and trainer.step_count > measured.start_step:
+            trainer.save_checkpoint(run / CHECKPOINT_NAME)
             save_samples(trainer, run, writer)
             export_now(trainer, run)
-            print(f"saved {ckpt} and {run / 'export'} at step {trainer.step_count}", flush=True)
+            print(f"saved {run / CHECKPOINT_NAME} and {run / 'export'} at step {trainer.step_count}", flush=True)
         if writer is not None:
             writer.close()
-    seconds = time.perf_counter() - t0
-    stages = {str(r): {"images": n, "step_seconds": round(t, 2), "images_per_s": round(n / max(t, 1e-9), 1)}
-              for r, (n, t) in sorted(stage_stats.items())}
+    seconds = time.perf_counter() - measured.t0
+    stages = measured.stages()
     if master and stages:
         print(json.dumps({"throughput_per_stage": stages}), flush=True)
     return {"step": trainer.step_count, "images": trainer.images_seen, "seconds": seconds,
-            "images_per_s": (trainer.images_seen - n0) / max(seconds, 1e-9), "losses": logs,
+            "images_per_s": (trainer.images_seen - measured.n0) / max(seconds, 1e-9), "losses": measured.logs,
             "interrupted": stop["flag"], "stages": stages, "wall_seconds": round(time.monotonic() - started, 2),
             "budget_seconds": 60 * cfg.budget_minutes or None,
             "resolution": trainer.stage[0]}
@@ -205,7 +263,7 @@ def train(cfg: TrainConfig, resume: bool = False, dry_run: bool = False, max_ste
 def save_samples(trainer: Trainer, run: Path, writer) -> Path:
     from torchvision.utils import save_image
 
-    grid = trainer.sample_grid()
+    grid = sample_grid(trainer)
     path = run / "samples" / f"step_{trainer.step_count:07d}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, path)
@@ -216,7 +274,7 @@ def save_samples(trainer: Trainer, run: Path, writer) -> Path:
 
 def export_now(trainer: Trainer, run: Path) -> Path:
     """Export to run/export (latest) and keep a copy per step under run/exports/."""
-    folder = trainer.export(run / "exports" / f"step_{trainer.step_count:07d}")
-    trainer.export(run / "export")
+    folder = export_trainer(trainer, run / "exports" / f"step_{trainer.step_count:07d}")
+    export_trainer(trainer, run / "export")
     log.info("exported %s", folder)
     return folder

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from train.config import REPO_ROOT, ConfigError, TrainConfig, load_config
 from train.data import DataError, DomainData, concat, fill_missing_tags, load_attributes, load_folder, load_tagged
+from train.frozen_tagger import load_tagger, tagger_path
 from train.tags_data import TagsDataError
 from twingan.vocab import TagVocab
 
@@ -108,14 +109,10 @@ def _label_bytes(n: int, vocab: TagVocab) -> int:
     return n * (2 * vocab.dim + 1 + 1 + 1 + 1 + 1) + 8 * (n + 1)
 
 
-def build_pack(cfg: TrainConfig, out: Path, max_mib: float = 48.0, quality: int = 80, threshold: float = 0.7,
-               tagger: str | None = None, workers: int = 4) -> dict:
-    """Write the pack for `cfg` to `out`; returns its meta. Raises PackError if the required part exceeds the cap."""
-    from train.engine import load_tagger
-
-    cap = int(max_mib * MIB)
-    vocab = cfg.model.vocab
-    required, optional = _parts(cfg, workers)
+def _encode_within_cap(required: list, optional: list, cap: int, max_mib: float, quality: int, workers: int,
+                       vocab: TagVocab) -> list[tuple[str, str, DomainData, list[bytes]]]:
+    """Every required part encoded, then as much of each optional part as the cap leaves room for:
+    (domain, name, DomainData, WebP bytes per image). Raises PackError if the required parts exceed it."""
     overhead = 64 << 10  # zip and .npy headers, meta
     chosen: list[tuple[str, str, DomainData, list[bytes]]] = []
     total = overhead
@@ -144,45 +141,43 @@ def build_pack(cfg: TrainConfig, out: Path, max_mib: float = 48.0, quality: int 
         chosen.append((domain, name, _select(data, torch.arange(len(enc))), enc))
         print(f"{domain}: {name}: {len(enc)} of {len(data)} images fit, {sum(map(len, enc)) / MIB:.1f} MiB",
               flush=True)
+    return chosen
 
-    arrays: dict[str, np.ndarray] = {}
-    meta = {"version": PACK_VERSION, "format": "webp", "quality": quality, "resolution": cfg.model.resolution,
-            "vocab": {"hair": list(vocab.hair), "eye": list(vocab.eye), "binary": list(vocab.binary)},
-            "parts": {}, "filled": {}}
-    tagger_path = Path(tagger or cfg.tagger)
-    tagger_path = tagger_path if tagger_path.is_absolute() else REPO_ROOT / tagger_path
-    for domain in DOMAINS:
-        parts = [(name, data, enc) for d, name, data, enc in chosen if d == domain]
-        if not parts:
-            raise PackError(f"no {domain} images: the config names no {domain} folder")
-        data = concat([p[1] for p in parts])
-        enc = [b for p in parts for b in p[2]]
-        origin = np.concatenate([np.full(len(p[2]), i, dtype=np.uint8) for i, p in enumerate(parts)])
-        hair0, eye0 = data.hair.clone(), data.eye.clone()
-        if domain == "target" and threshold > 0:
-            model = load_tagger(tagger_path, torch.device("cpu"))
-            if model is None:
-                raise PackError(f"no tagger checkpoint at {tagger_path} to fill the missing anime colours "
-                                f"(or pass --threshold 0)")
-            if model.vocab != vocab:
-                raise PackError(f"the tagger at {tagger_path} has another tag vocabulary than the config")
-            fill_missing_tags(data, model, threshold)
-            meta["filled"] = {"hair": int(((hair0 < 0) & (data.hair >= 0)).sum()),
-                              "eye": int(((eye0 < 0) & (data.eye >= 0)).sum()),
-                              "tagger": str(tagger_path.relative_to(REPO_ROOT) if tagger_path.is_relative_to(REPO_ROOT)
-                                            else tagger_path), "threshold": threshold}
-        lengths = np.array([len(b) for b in enc], dtype=np.int64)
-        arrays[f"{domain}_data"] = np.frombuffer(b"".join(enc), dtype=np.uint8)
-        arrays[f"{domain}_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        arrays[f"{domain}_tags"] = data.tags.numpy().astype(np.float16)
-        arrays[f"{domain}_hair"] = data.hair.numpy().astype(np.int8)
-        arrays[f"{domain}_eye"] = data.eye.numpy().astype(np.int8)
-        arrays[f"{domain}_binary_known"] = data.binary_known.numpy()
-        arrays[f"{domain}_filled"] = (((hair0 < 0) & (data.hair >= 0)) | ((eye0 < 0) & (data.eye >= 0))).numpy()
-        arrays[f"{domain}_origin"] = origin
-        meta["parts"][domain] = [{"name": name, "images": len(enc_), "mib": round(sum(map(len, enc_)) / MIB, 2),
-                                  "skipped": d.skipped} for name, d, enc_ in parts]
-    arrays["meta"] = np.array(json.dumps(meta))
+
+def _fill_colours(data: DomainData, path: Path, threshold: float, vocab: TagVocab, hair0: torch.Tensor,
+                  eye0: torch.Tensor) -> dict:
+    """Fill `data`'s unknown colours with the frozen tagger at `path` (in place); returns the pack's
+    record of the fill (hair0 / eye0: the labels before it)."""
+    model = load_tagger(path, torch.device("cpu"))
+    if model is None:
+        raise PackError(f"no tagger checkpoint at {path} to fill the missing anime colours "
+                        f"(or pass --threshold 0)")
+    if model.vocab != vocab:
+        raise PackError(f"the tagger at {path} has another tag vocabulary than the config")
+    fill_missing_tags(data, model, threshold)
+    return {"hair": int(((hair0 < 0) & (data.hair >= 0)).sum()),
+            "eye": int(((eye0 < 0) & (data.eye >= 0)).sum()),
+            "tagger": str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path),
+            "threshold": threshold}
+
+
+def _domain_arrays(domain: str, data: DomainData, enc: list[bytes], origin: np.ndarray, hair0: torch.Tensor,
+                   eye0: torch.Tensor) -> dict[str, np.ndarray]:
+    """One domain's arrays of the pack: the encoded images with their offsets, then the labels
+    (`filled`: a colour the tagger gave, where hair0 / eye0, the labels before the fill, had none)."""
+    lengths = np.array([len(b) for b in enc], dtype=np.int64)
+    return {f"{domain}_data": np.frombuffer(b"".join(enc), dtype=np.uint8),
+            f"{domain}_offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            f"{domain}_tags": data.tags.numpy().astype(np.float16),
+            f"{domain}_hair": data.hair.numpy().astype(np.int8),
+            f"{domain}_eye": data.eye.numpy().astype(np.int8),
+            f"{domain}_binary_known": data.binary_known.numpy(),
+            f"{domain}_filled": (((hair0 < 0) & (data.hair >= 0)) | ((eye0 < 0) & (data.eye >= 0))).numpy(),
+            f"{domain}_origin": origin}
+
+
+def _save_npz(arrays: dict[str, np.ndarray], out: Path, cap: int, max_mib: float) -> int:
+    """Write `arrays` to `out` if they fit the cap (through a temporary file); returns the file's bytes."""
     payload = sum(a.nbytes for a in arrays.values())
     if payload + (8 << 10) > cap:
         raise PackError(f"the pack would take {payload / MIB:.1f} MiB, over the {max_mib} MiB cap; nothing written")
@@ -194,7 +189,35 @@ def build_pack(cfg: TrainConfig, out: Path, max_mib: float = 48.0, quality: int 
         tmp.unlink()
         raise PackError(f"the written pack is {size / MIB:.2f} MiB, over the {max_mib} MiB cap; removed")
     tmp.replace(out)
-    meta["file_mib"] = round(size / MIB, 2)
+    return size
+
+
+def build_pack(cfg: TrainConfig, out: Path, max_mib: float = 48.0, quality: int = 80, threshold: float = 0.7,
+               tagger: str | None = None, workers: int = 4) -> dict:
+    """Write the pack for `cfg` to `out`; returns its meta. Raises PackError if the required part exceeds the cap."""
+    cap = int(max_mib * MIB)
+    vocab = cfg.model.vocab
+    required, optional = _parts(cfg, workers)
+    chosen = _encode_within_cap(required, optional, cap, max_mib, quality, workers, vocab)
+    arrays: dict[str, np.ndarray] = {}
+    meta = {"version": PACK_VERSION, "format": "webp", "quality": quality, "resolution": cfg.model.resolution,
+            "vocab": {"hair": list(vocab.hair), "eye": list(vocab.eye), "binary": list(vocab.binary)},
+            "parts": {}, "filled": {}}
+    for domain in DOMAINS:
+        parts = [(name, data, enc) for d, name, data, enc in chosen if d == domain]
+        if not parts:
+            raise PackError(f"no {domain} images: the config names no {domain} folder")
+        data = concat([p[1] for p in parts])
+        enc = [b for p in parts for b in p[2]]
+        origin = np.concatenate([np.full(len(p[2]), i, dtype=np.uint8) for i, p in enumerate(parts)])
+        hair0, eye0 = data.hair.clone(), data.eye.clone()
+        if domain == "target" and threshold > 0:
+            meta["filled"] = _fill_colours(data, tagger_path(tagger or cfg.tagger), threshold, vocab, hair0, eye0)
+        arrays.update(_domain_arrays(domain, data, enc, origin, hair0, eye0))
+        meta["parts"][domain] = [{"name": name, "images": len(enc_), "mib": round(sum(map(len, enc_)) / MIB, 2),
+                                  "skipped": d.skipped} for name, d, enc_ in parts]
+    arrays["meta"] = np.array(json.dumps(meta))
+    meta["file_mib"] = round(_save_npz(arrays, out, cap, max_mib) / MIB, 2)
     return meta
 
 

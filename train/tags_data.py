@@ -1,7 +1,7 @@
 """Read the tagged anime faces (`anime_tags/tags.csv`) and the CelebA hair colours into tensors.
 
 Shared by the tagger training and the GAN training. Images are decoded once, by the GAN's own
-`train.data.decode_images` (same crop, same resize), into a uint8 tensor in memory (20k faces at
+`train.decode.decode_images` (same crop, same resize), into a uint8 tensor in memory (20k faces at
 64 px are ~250 MB), because decoding JPEGs every epoch would dominate a CPU run. Unreadable images
 are skipped, counted and reported, never silently dropped.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from train.data import DataError, decode_images
+from train.augment import augment  # noqa: F401  (the batch augmentation's old home: train.tagger, train.featnet)
+from train.decode import DataError, decode_images
 from twingan.vocab import DEFAULT_VOCAB, TagVocab
 
 TAG_COLUMNS = ("file", "split", "hair_color", "eye_color")
@@ -88,32 +88,6 @@ def tag_tensors(rows: dict[str, TagRow], files: Sequence[str],
     hair = torch.where(hair_known, tags[:, vocab.hair_slice].argmax(1), -1)
     eye = torch.where(eye_known, tags[:, vocab.eye_slice].argmax(1), -1)
     return tags, hair, eye
-
-
-def augment(images: torch.Tensor, generator: torch.Generator | None = None,
-            min_scale: float = 0.8, brightness: float = 0.12) -> torch.Tensor:
-    """Flip, random crop-and-resize and brightness jitter on a float batch (B, 3, H, W) in [0, 1].
-
-    Hue and saturation are left alone on purpose: the labels are colours. Channels past the third
-    (masks drawn on the images) get the same flip and crop but no brightness change.
-    """
-    b, _, h, w = images.shape
-    dev = images.device  # the random numbers come from the (CPU) generator, then move: same draws on any device
-    flip = (torch.rand(b, generator=generator) < 0.5).to(dev)
-    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-    # Random crop as an affine sampling grid: one batched op instead of a Python loop.
-    scale = min_scale + (1 - min_scale) * torch.rand(b, generator=generator)
-    shift = (1 - scale)[:, None] * (2 * torch.rand(b, 2, generator=generator) - 1)
-    theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0] = theta[:, 1, 1] = scale
-    theta[:, :, 2] = shift
-    grid = F.affine_grid(theta.to(dev, images.dtype), (b, 3, h, w), align_corners=False)
-    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    # Brightness: the same offset on all three channels keeps hue unchanged.
-    offset = brightness * (2 * torch.rand(b, 1, 1, 1, generator=generator) - 1)
-    if images.shape[1] > 3:
-        offset = F.pad(offset.expand(b, 3, 1, 1), (0, 0, 0, 0, 0, images.shape[1] - 3))
-    return (images + offset.to(dev, images.dtype)).clamp(0, 1)
 
 
 class AnimeTagsDataset(Dataset):

@@ -1,0 +1,141 @@
+"""Growing a run: a state or an export trained at a lower model resolution, loaded into a larger model.
+
+Every saved layer is loaded (a layer's shape depends on its resolution, not on the final one), the
+new resolutions' layers keep their fresh weights, Adam's moments follow their parameters by name,
+and the schedule must start the first new stage at the images seen, so it fades in from the saved
+model. `grow_from` serves `Trainer.load_state_dict(grow=True)` (`--resume --grow`), `init_from`
+`Trainer.init_from` (`--init-from`, an export folder as `train.export_format` describes it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from train.config import ConfigError, TrainConfig
+from train.export_format import DISCRIMINATORS_DIR, TRAINING_INFO_NAME
+from twingan.checkpoint import load_pretrained
+from twingan.model import Discriminator, TwinGAN
+
+log = logging.getLogger(__name__)
+
+
+def grow_into(module: nn.Module, saved: dict, new_resolutions: list[int], name: str = "model") -> list[str]:
+    """Load `saved`, the state dict of `module`'s architecture at a lower resolution, into `module`:
+    every tensor must find its place with its shape, and only the layers of `new_resolutions` may be
+    left out (they keep their weights). Returns the keys left out."""
+    missing, unexpected = module.load_state_dict(saved, strict=False)  # shapes are checked all the same
+    if unexpected:
+        raise ConfigError(f"--grow: {name} has no place for {len(unexpected)} saved tensors, e.g. {unexpected[0]}")
+    marks = tuple(f".{r}." for r in new_resolutions)
+    old_layers = [k for k in missing if not any(m in k for m in marks)]
+    if old_layers:
+        raise ConfigError(f"--grow: the checkpoint lacks {len(old_layers)} tensors of the resolutions it was trained at, "
+                          f"e.g. {name}.{old_layers[0]}")
+    return missing
+
+
+def carry_adam_moments(opt: torch.optim.Optimizer, modules: list[nn.Module], saved_opt: dict,
+                       saved_states: list[dict]) -> None:
+    """Give `opt` (over the parameters of `modules`, in order) the saved optimiser's moments of the
+    parameters the saved modules had, matched by name; the new layers' parameters start without."""
+    new_index, old_order = {}, []
+    for i, (module, saved) in enumerate(zip(modules, saved_states)):
+        for name, _ in module.named_parameters():
+            new_index[(i, name)] = len(new_index)
+            if name in saved:  # a grown module lists the saved parameters in their old order
+                old_order.append((i, name))
+    n_saved = sum(len(g["params"]) for g in saved_opt["param_groups"])
+    if n_saved != len(old_order):
+        raise ConfigError(f"--grow: the saved optimiser has {n_saved} parameters, the saved modules {len(old_order)}")
+    target = opt.state_dict()
+    target["state"] = {new_index[old_order[k]]: v for k, v in saved_opt["state"].items()}
+    opt.load_state_dict(target)
+
+
+def grow_schedule(cfg: TrainConfig, images: int, first_new: int) -> tuple[int, ...]:
+    """stage_images for a run grown to `first_new` px at `images` images: the stages before as they
+    were, the one before `first_new` lasting until `images`, each new stage as long as the last given."""
+    lengths, out = list(cfg.stage_images), []
+    for i, res in enumerate(cfg.resolutions):
+        if res >= first_new:
+            out.append(lengths[-1])
+        elif res * 2 == first_new:
+            out.append(images - sum(out))
+        else:
+            out.append(lengths[min(i, len(lengths) - 1)])
+    return tuple(out)
+
+
+def grow_from(trainer, state: dict) -> None:
+    """Load a Trainer state whose model was trained at a lower resolution into `trainer`'s larger one:
+    the modules, and Adam's moments by parameter name."""
+    saved_res = int(state["config"]["model"]["resolution"])
+    new = [r for r in trainer.cfg.model.resolutions if r > saved_res]
+    if not new:
+        raise ConfigError(f"--grow: the checkpoint was trained at {saved_res} px; set model.resolution above it "
+                          f"(this run's is {trainer.cfg.model.resolution})")
+    pairs = [(trainer.model, "model"), (trainer.ema, "ema"), (trainer.d_target, "d_target")]
+    if trainer.d_source is not None:
+        pairs.append((trainer.d_source, "d_source"))
+    for module, key in pairs:
+        grow_into(module, state[key], new, key)
+    # The EMA was copied from the fresh model, so its new layers start where the model's do.
+    carry_adam_moments(trainer.opt_g, [trainer.model], state["opt_g"], [state["model"]])
+    ds = [m for m in (trainer.d_target, trainer.d_source) if m is not None]
+    carry_adam_moments(trainer.opt_d, ds, state["opt_d"], [state[k] for k in ("d_target", "d_source")[:len(ds)]])
+    check_grown_stage(trainer, saved_res, new, "--grow")
+
+
+def check_grown_stage(trainer, saved_res: int, new: list[int], flag: str) -> None:
+    """A grown model must start its first new stage at the images seen, fading in from the saved one."""
+    res, alpha = trainer.stage
+    if (res, alpha) != (new[0], 0.0):
+        raise ConfigError(f"{flag}: at {trainer.images_seen} images the schedule is at {res} px (fade-in {alpha:.2f}); "
+                          f"set stage_images so that the {new[0]} px stage starts there, e.g. "
+                          f"stage_images='{list(grow_schedule(trainer.cfg, trainer.images_seen, new[0]))}'")
+    log.info("grew the %d px checkpoint to %d px: new layers at %s px start fresh", saved_res,
+             trainer.cfg.model.resolution, ", ".join(map(str, new)))
+
+
+def init_from(trainer, folder: Path) -> None:
+    """Start `trainer` from an exported checkpoint folder: its generator as the model and the EMA, its
+    discriminators where it has them (else they start fresh), its images seen from `training.json`;
+    Adam starts afresh. A checkpoint of a lower resolution is grown as `--grow` does."""
+    cfg = trainer.cfg
+    saved = load_pretrained(TwinGAN, folder)
+    saved_res = saved.config.resolution
+    new = [r for r in cfg.model.resolutions if r > saved_res]
+    if saved_res > cfg.model.resolution:
+        raise ConfigError(f"--init-from: {folder} is a {saved_res} px model; this run's model.resolution is "
+                          f"{cfg.model.resolution}")
+    state = saved.state_dict()
+    grow_into(trainer.model, state, new, "the generator")
+    grow_into(trainer.ema, state, new, "the generator")
+    for module, domain in ((trainer.d_target, trainer.tgt_name), (trainer.d_source, trainer.src_name)):
+        path = Path(folder) / DISCRIMINATORS_DIR / domain
+        if module is None:
+            continue
+        if not (path / "model.safetensors").is_file():
+            log.warning("%s has no %s discriminator: it starts fresh", folder, domain)
+            continue
+        d = load_pretrained(Discriminator, path)
+        try:
+            grow_into(module, d.state_dict(), new, f"the {domain} discriminator")
+        except RuntimeError as err:  # shapes: another d_width or architecture
+            raise ConfigError(f"--init-from: the {domain} discriminator in {path} does not fit this run's "
+                              f"(d_width {cfg.d_width}): {str(err).splitlines()[-1].strip()}") from None
+    info_path = Path(folder) / TRAINING_INFO_NAME
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    trainer.images_seen, trainer.step_count = int(info.get("images_seen", 0)), int(info.get("step", 0))
+    if new:
+        check_grown_stage(trainer, saved_res, new, "--init-from")
+    res, alpha = trainer.stage
+    trainer.model.set_stage(res, alpha)
+    trainer.ema.set_stage(res, alpha)
+    log.info("initialised from %s (%d px, %d images seen); Adam starts afresh", folder, saved_res,
+             trainer.images_seen)
