@@ -114,12 +114,12 @@ def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
 
     # Every input but the photo has a default, so `client.predict(handle_file(p), api_name="/translate")` works.
     def translate(photo, hair=pipeline.default_hair, hair_strength=1.0, eye=AUTO, eye_strength=1.0,
-                  reference=None, paste=False, max_faces=pipeline.cropper.max_faces):
+                  reference=None, paste=False, max_faces=pipeline.cropper.max_faces, upscale=True):
         if photo is None:
             raise gr.Error("Upload a photo first (or take one with the webcam)", print_exception=False)
         try:
             result = pipeline.translate(photo, hair, hair_strength, eye, eye_strength, reference, paste,
-                                        max_faces=int(max_faces))
+                                        max_faces=int(max_faces), upscale=bool(upscale))
         except ValueError as err:  # ImageError / NoFaceError / bad control: the message is for the user
             raise gr.Error(str(err), print_exception=False) from None
         faces = result.faces
@@ -221,6 +221,9 @@ def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
                         paste = gr.Checkbox(False, label="Also paste the anime faces back into the photo")
                         max_faces = gr.Slider(1, pipeline.cropper.max_faces, value=pipeline.cropper.max_faces,
                                               step=1, label="Faces to show (largest first)")
+                        upscale = gr.Checkbox(True, label="Sharpen with the anime upscaler",
+                                              info=f"Off: the portrait is only resized to {pipeline.display_size} px",
+                                              visible=pipeline.upscaler is not None)
                 with gr.Column(elem_id="results"):
                     gallery = gr.Gallery(label="Face crops and anime portraits", columns=2, format="png",
                                          buttons=["download", "fullscreen"], elem_id="portraits",
@@ -231,8 +234,8 @@ def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
                                       buttons=["download"], elem_id="pasted", visible=False)
             outputs = [gallery, pasted, info]
             paste.change(lambda on: gr.Image(visible=on), paste, pasted, api_visibility="private")
-            button.click(translate, [photo, hair, hair_strength, eye, eye_strength, reference, paste, max_faces],
-                         outputs, api_name="translate").then(
+            button.click(translate, [photo, hair, hair_strength, eye, eye_strength, reference, paste, max_faces,
+                                     upscale], outputs, api_name="translate").then(
                 None, js=SHOW_RESULTS, api_visibility="private")  # narrow screens stack the columns
             reference.change(reference_controls, reference, [hair, hair_strength, eye, eye_strength, reference_info],
                              api_name="reference_tags", api_visibility="public" if has_reference else "private")

@@ -33,18 +33,23 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> SimpleNamespace:
-    """Random TwinGAN (32 px), tagger and human hair classifier saved as checkpoint folders."""
+    """Random TwinGAN (32 px), tagger, human hair classifier and anime upscaler saved as checkpoint folders."""
     import torch
 
     from twingan import TwinGAN, TwinGANConfig, save_pretrained
     from twingan.tagger import HumanHairClassifier, HumanHairConfig, Tagger, TaggerConfig
+    from twingan.upscaler import AnimeUpscaler, UpscalerConfig
 
     root = tmp_path_factory.mktemp("checkpoints")
     torch.manual_seed(0)
     save_pretrained(TwinGAN(TwinGANConfig(resolution=32, base_channels=64, max_channels=32)), root / "twingan")
     save_pretrained(Tagger(TaggerConfig(resolution=32, channels=(8, 16))), root / "tagger")
     save_pretrained(HumanHairClassifier(HumanHairConfig(resolution=32, channels=(8, 16))), root / "hair")
-    return SimpleNamespace(twingan=root / "twingan", tagger=root / "tagger", hair=root / "hair")
+    upscaler = AnimeUpscaler(UpscalerConfig(channels=8, blocks=1))
+    torch.nn.init.normal_(upscaler.tail.weight, std=0.05)  # untrained it is exactly bicubic; this one is not
+    save_pretrained(upscaler, root / "upscaler")
+    return SimpleNamespace(twingan=root / "twingan", tagger=root / "tagger", hair=root / "hair",
+                           upscaler=root / "upscaler")
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +70,7 @@ def app_server(tiny_checkpoints, tmp_path_factory):
     Image.open(ASTRONAUT).crop((120, 20, 330, 230)).save(gallery / "human" / "astronaut-face.png")
 
     pipeline = TranslationPipeline.load(tiny_checkpoints.twingan, device="cpu", tagger=tiny_checkpoints.tagger,
-                                        hair_classifier=tiny_checkpoints.hair)
+                                        hair_classifier=tiny_checkpoints.hair, upscaler=tiny_checkpoints.upscaler)
     pipeline.build_index(gallery, cache_dir=tmp / "index-cache")
     demo = app.create_demo(pipeline)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,

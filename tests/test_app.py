@@ -30,9 +30,9 @@ def client(app_server):
 
 
 def translate(client, photo, hair=AUTO, hair_strength=1.0, eye=AUTO, eye_strength=1.0, reference=None,
-              paste=False, max_faces=4):
+              paste=False, max_faces=4, upscale=True):
     return client.predict(handle_file(str(photo)), hair, hair_strength, eye, eye_strength,
-                          handle_file(str(reference)) if reference else None, paste, max_faces,
+                          handle_file(str(reference)) if reference else None, paste, max_faces, upscale,
                           api_name="/translate")
 
 
@@ -104,7 +104,15 @@ def test_shortest_api_call_needs_only_the_photo(client):
     gallery, pasted, info = client.predict(handle_file(str(ASTRONAUT)), api_name="/translate")
     assert len(gallery) == 2 and pasted is None and info.startswith("1 face translated")
     params = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/translate"]["parameters"]
-    assert [p["parameter_has_default"] for p in params] == [False] + [True] * 7
+    assert [p["parameter_has_default"] for p in params] == [False] + [True] * 8
+    assert params[-1]["parameter_name"] == "upscale"  # last, so older positional calls still work
+
+
+def test_upscale_input_turns_the_anime_upscaler_off(client):
+    sharpened = translate(client, ASTRONAUT)[0][1]["image"]
+    resized = translate(client, ASTRONAUT, upscale=False)[0][1]["image"]
+    assert Image.open(sharpened).size == Image.open(resized).size == (256, 256)
+    assert np.abs(pixels(sharpened) - pixels(resized)).mean() > 0.5
 
 
 # ---------------------------------------------------------------------------------------------

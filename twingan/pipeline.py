@@ -1,9 +1,10 @@
 """Selfie in, anime portraits out: the inference pipeline behind the app (no UI code here).
 
 `TranslationPipeline.load(checkpoint)` loads the TwinGAN once, plus the face cropper and the
-optional helpers: the anime tagger (reference image -> tags) and the human hair classifier
-(the "keep my hair colour" default). A helper whose checkpoint is missing only disables its
-feature; `pipeline.notes` says which and why.
+optional helpers: the anime tagger (reference image -> tags), the human hair classifier
+(the "keep my hair colour" default) and the anime upscaler (x2 super-resolution that takes the
+portraits to display size, instead of a plain resize). A helper whose checkpoint is missing only
+disables its feature; `pipeline.notes` says which and why.
 
 Colour controls become the tag vector the generator is conditioned on, per group:
     group = strength * target
@@ -33,6 +34,7 @@ from twingan.layers import resize_square
 from twingan.lookalikes import LatentIndex, Lookalike
 from twingan.model import TwinGAN
 from twingan.tagger import HumanHairClassifier, Tagger
+from twingan.upscaler import AnimeUpscaler
 from twingan.vocab import TagVocab
 
 KEEP = "keep"  # hair choice: the colour read from the photo by the human hair classifier
@@ -51,6 +53,7 @@ LIVE_REDETECT_EVERY = 4  # frames; between detections the face box is reused (a 
 DEFAULT_CHECKPOINT = LOCAL_CHECKPOINTS / "twingan-selfie2anime"
 DEFAULT_TAGGER = LOCAL_CHECKPOINTS / "tagger"
 DEFAULT_HAIR_CLASSIFIER = LOCAL_CHECKPOINTS / "human-hair"
+DEFAULT_UPSCALER = LOCAL_CHECKPOINTS / "anime-upscaler"
 
 
 
@@ -69,7 +72,7 @@ class FaceResult:
     """One translated face, with the images the UI shows."""
 
     crop: Image.Image  # the face crop from the photo, upscaled to display size
-    anime: Image.Image  # the translation, upscaled to display size
+    anime: Image.Image  # the translation at display size (through the anime upscaler when it is on)
     anime_raw: Image.Image  # the translation at model resolution
     box: tuple[float, float, float, float]  # crop square in photo pixels
     confidence: float
@@ -100,11 +103,13 @@ class TranslationPipeline:
 
     def __init__(self, model: TwinGAN, cropper: FaceCropper, tagger: Tagger | None = None,
                  hair_classifier: HumanHairClassifier | None = None, display_size: int = 256,
-                 notes: list[str] | None = None, checkpoint: Path | None = None):
+                 notes: list[str] | None = None, checkpoint: Path | None = None,
+                 upscaler: AnimeUpscaler | None = None):
         self.model = model
         self.cropper = cropper
         self.tagger = tagger
         self.hair_classifier = hair_classifier
+        self.upscaler = upscaler
         self.display_size = display_size
         self.notes = list(notes or [])  # startup messages: which optional features are off, and why
         self.checkpoint = checkpoint
@@ -117,9 +122,10 @@ class TranslationPipeline:
     def load(cls, checkpoint: str | os.PathLike = DEFAULT_CHECKPOINT, device: str | None = None,
              tagger: str | os.PathLike | None = DEFAULT_TAGGER,
              hair_classifier: str | os.PathLike | None = DEFAULT_HAIR_CLASSIFIER,
-             max_faces: int = 4, display_size: int = 256) -> "TranslationPipeline":
+             max_faces: int = 4, display_size: int = 256,
+             upscaler: str | os.PathLike | None = DEFAULT_UPSCALER) -> "TranslationPipeline":
         """Load everything once. A missing TwinGAN checkpoint raises CheckpointError; a missing
-        tagger or hair classifier only turns its feature off (see `notes`)."""
+        tagger, hair classifier or upscaler only turns its feature off (see `notes`)."""
         dev, dtype = pick_device(device)
         folder = resolve_checkpoint(checkpoint)
         model = load_pretrained(TwinGAN, folder, dev, dtype)
@@ -128,13 +134,15 @@ class TranslationPipeline:
         tagger_model = _load_optional(Tagger, tagger, dev, dtype, "Reference images are off", notes)
         hair_model = _load_optional(HumanHairClassifier, hair_classifier, dev, dtype,
                                     '"Keep my hair colour" is off', notes)
+        upscaler_model = _load_optional(AnimeUpscaler, upscaler, dev, dtype,
+                                        "The anime upscaler is off (portraits are resized)", notes)
         # Crops at twice the model's resolution still look sharp at display size and cost a quarter
         # of display-size crops (crop_face's resampling was ~40 ms of a 1024 px photo at 256 px).
         crop_size = max(min(display_size, 2 * model.config.resolution), model.config.resolution)
         # The hair classifier reads a CelebA-like frame, which shows the hair (the model's crop cuts it off).
         context = CELEBA_MARGINS if hair_model is not None else None
         cropper = FaceCropper(crop_size, device=str(dev), max_faces=max_faces, context_margins=context)
-        return cls(model, cropper, tagger_model, hair_model, display_size, notes, folder)
+        return cls(model, cropper, tagger_model, hair_model, display_size, notes, folder, upscaler_model)
 
     def warm_up(self) -> None:
         """Build the face detectors now (their weights load on first use), not in the first request."""
@@ -260,8 +268,9 @@ class TranslationPipeline:
     @torch.no_grad()
     def translate_crops(self, crops: list[FaceCrop], hair: str = KEEP, hair_strength: float = 1.0,
                         eye: str = AUTO, eye_strength: float = 1.0,
-                        binary: torch.Tensor | None = None) -> list[FaceResult]:
-        """Translate face crops in one batch."""
+                        binary: torch.Tensor | None = None, upscale: bool = True) -> list[FaceResult]:
+        """Translate face crops in one batch. upscale: make the display-size portraits with the anime
+        upscaler (when loaded), else with a plain resize."""
         x = self._model_size(_to_tensor([c.image for c in crops]))  # (B, 3, R, R)
         read = None
         if hair == KEEP and self.hair_classifier is not None:
@@ -272,23 +281,29 @@ class TranslationPipeline:
         cond = tags.to(self.device, self.dtype) if self.conditioned else None
         out = self.model.translate(x.to(self.device, self.dtype), "human", "anime", cond)  # (B, 3, R, R)
         raws = _to_pil(out)
+        if upscale and self.upscaler is not None:
+            portraits = _to_pil(self.super_resolve(out))
+        else:
+            portraits = [self.upscale(raw) for raw in raws]
         results = []
-        for i, (crop, raw) in enumerate(zip(crops, raws)):
+        for i, (crop, raw, portrait) in enumerate(zip(crops, raws, portraits)):
             results.append(FaceResult(
-                crop=self.upscale(crop.image), anime=self.upscale(raw), anime_raw=raw, box=crop.box,
+                crop=self.upscale(crop.image), anime=portrait, anime_raw=raw, box=crop.box,
                 confidence=crop.confidence, hair_read=read[0][i] if read else None,
                 hair_unreliable=read[2][i] if read else None, tags=tags[i].tolist()))
         return results
 
     def translate(self, photo: ImageSource, hair: str = KEEP, hair_strength: float = 1.0, eye: str = AUTO,
                   eye_strength: float = 1.0, reference: ImageSource | None = None,
-                  paste: bool = False, max_faces: int | None = None) -> TranslationResult:
+                  paste: bool = False, max_faces: int | None = None, upscale: bool = True) -> TranslationResult:
         """Every face of a photo (up to max_faces) to an anime portrait.
 
         reference: an anime image whose binary tags (hair style, hat, ...) are used too.
         paste: also return the photo with the anime faces pasted back, its long side at most
             PASTE_MAX_SIDE (face boxes are then in that photo's pixels).
         max_faces: translate only this many of the largest faces (default: the cropper's max_faces).
+        upscale: the portraits go to display size through the anime upscaler (when loaded); False:
+            a plain Lanczos resize.
         Raises ImageError (bad file, too large, no face) and ValueError (bad control) with
         messages meant for the user.
         """
@@ -303,7 +318,7 @@ class TranslationPipeline:
             # into: a 12 MP photo decodes at half scale straight from the JPEG, 4x less work.
             photo = load_image(photo, PASTE_MAX_SIDE)
         crops = self.detect(photo)[:max_faces]
-        faces = self.translate_crops(crops, hair, hair_strength, eye, eye_strength, binary)
+        faces = self.translate_crops(crops, hair, hair_strength, eye, eye_strength, binary, upscale)
         pasted = None
         if paste:
             # Paste the display-size images: upscaled with a good filter, softer than the raw pixels.
@@ -312,11 +327,12 @@ class TranslationPipeline:
 
     def translate_frame(self, frame: ImageSource, hair: str = KEEP, hair_strength: float = 1.0,
                         eye: str = AUTO, eye_strength: float = 1.0,
-                        track: LiveTrack | None = None) -> tuple[Image.Image, LiveTrack]:
+                        track: LiveTrack | None = None, upscale: bool = False) -> tuple[Image.Image, LiveTrack]:
         """Live mode: the largest face of a webcam frame as an anime portrait (display size).
 
         Detection is most of a frame's cost, so it runs every LIVE_REDETECT_EVERY frames; the
-        frames between reuse the face box of `track` (returned for the next frame).
+        frames between reuse the face box of `track` (returned for the next frame). The anime
+        upscaler is off unless `upscale`: frames per second matter more here than sharpness.
         Raises NoFaceError when a detection finds no face.
         """
         image = load_image(frame)
@@ -331,13 +347,24 @@ class TranslationPipeline:
                 context = crop_face(image, track.context_box, res, track.angle)
             crop = FaceCrop(face, track.box, None, 0.0, None, track.angle, context, track.context_box)
             track = LiveTrack(track.box, track.angle, track.age + 1, track.context_box)
-        return self.translate_crops([crop], hair, hair_strength, eye, eye_strength)[0].anime, track
+        return self.translate_crops([crop], hair, hair_strength, eye, eye_strength, upscale=upscale)[0].anime, track
 
     def _model_size(self, x: torch.Tensor, res: int | None = None) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, R, R) at the model's resolution, or `res` (antialiased bilinear)."""
         return resize_square(x, res or self.model.config.resolution)
 
+    @torch.no_grad()
+    def super_resolve(self, portraits: torch.Tensor) -> torch.Tensor:
+        """(B, 3, R, R) in [0, 1] on the model's device -> (B, 3, D, D) at display size: the anime
+        upscaler (x2) as many times as it takes to reach display size, then an antialiased resize
+        down to it where that overshoots."""
+        x = portraits.clamp(0, 1)
+        while x.shape[-1] < self.display_size:
+            x = self.upscaler.upscale(x)  # (B, 3, 2S, 2S)
+        return resize_square(x, self.display_size).clamp(0, 1)
+
     def upscale(self, image: Image.Image) -> Image.Image:
+        """A plain resize to display size (Lanczos): the face crops, and portraits without the upscaler."""
         if image.width == self.display_size:
             return image
         return image.resize((self.display_size, self.display_size), Image.Resampling.LANCZOS)
