@@ -44,7 +44,7 @@ def setup(tmp_path) -> dict:
 def _args(setup: dict, *extra: str) -> list[str]:
     return [str(setup["model"]), "--data", str(setup["data"]), "--judge", str(setup["judge"]),
             "--featnet", str(setup["featnet"]), "--second-judge", str(setup["second"]), "--two-sample-steps", "3",
-            *extra]
+            "--app-two-sample-steps", "3", *extra]
 
 
 def test_evaluate_writes_metrics_and_grid(setup, capsys):
@@ -73,8 +73,18 @@ def test_evaluate_writes_metrics_and_grid(setup, capsys):
     assert len(per_vector) == 5 and per_vector[0] == m["retrieval_top1"]
     assert all(r * 6 == pytest.approx(round(r * 6)) for r in per_vector)  # k of 6 selfies
     assert out.with_suffix(".png").is_file()
+    # The app's path: the 16 px test selfies are too small for the app (its message is kept), the two
+    # example photos show one face each, and their crops and portraits are drawn beside the grid.
+    assert m["app_selfies_n"] == 6 and m["app_selfies_detected"] == 0
+    assert len(m["app_selfies_failed"]) == 6 and all("too small" in v for v in m["app_selfies_failed"].values())
+    assert m["app_photos_faces_per_photo"] == {"astronaut.png": 1, "camera.png": 1} and m["app_photos_faces"] == 2
+    assert m["app_two_sample_accuracy"] != m["app_two_sample_accuracy"] and "app_two_sample_n_test" not in m  # NaN: not run
+    assert m["app_reference_n"] == 9 and m["app_sharpness_ratio_photos"] > 0  # 18 real anime faces, halved
+    assert (out.parent / "metrics_photos.png").is_file()
     table = capsys.readouterr().out
     assert "two-sample test" in table and "trained against: tagger-eval FD" in table and "hair colour control" in table
+    assert "sharpness ratio of the app's portraits of 2 faces in 2 real photos" in table
+    assert "not run: only 0 portraits of test selfies" in table and "gate <= 80%: FAIL" in table
     assert "read by tagger-eval-residual" in table and m["second_judge"] == str(setup["second"])
     # Each judge on the 12 tagged real faces (testB's 6 are untagged): eye colour i % 10 of image i,
     # hair colour known for the 8 images with i % 3 != 0.
@@ -164,6 +174,7 @@ def test_quick_skips_the_two_sample_test(setup, capsys):
     assert main([*_args(setup), "--quick", "--second-judge", "none", "--out", str(out)]) == 0
     m = json.loads(out.read_text())
     assert "two_sample_accuracy" not in m and "indep_fd" in m
+    assert not any(k.startswith("app_two_sample") for k in m) and "app_sharpness_ratio_photos" in m
     assert "eye_accuracy" in m and "eye_accuracy_second" not in m and m["second_judge"] is None
     assert "two-sample test" not in capsys.readouterr().out
 
@@ -284,3 +295,123 @@ def test_feature_net_shapes_and_contrastive_loss():
     matched, hit = contrastive_loss(z, z)
     unmatched, _ = contrastive_loss(z, torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=1))
     assert hit.all() and hit.shape == (16,) and matched < unmatched
+
+
+# --- what the user sees: the app's portraits ------------------------------------------------------
+
+def _textures(n: int, seed: int, size: int = 128) -> torch.Tensor:
+    """n stand-in faces (n, 3, size, size): coarse random shapes with fine grain, one distribution."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.nn.functional.interpolate(torch.rand(n, 3, 8, 8, generator=g), size=size, mode="bicubic")
+    return (coarse + 0.15 * torch.rand(n, 3, size, size, generator=g)).clamp(0, 1)
+
+
+def test_sharpness_ratio_is_one_for_one_distribution_and_lower_for_a_blurred_copy():
+    from train.evaluate import sharpness_with_stderr
+    from train.hair_report import small_face
+    from twingan.metrics import sharpness_ratio
+
+    a, b = _textures(20, seed=0), _textures(20, seed=1)
+    assert sharpness_ratio(a, b) == pytest.approx(1, abs=0.05)
+    at_64, at_32 = sharpness_ratio(small_face(a, 64), b), sharpness_ratio(small_face(a, 32), b)
+    assert at_32 < at_64 < 0.5, (at_64, at_32)
+    ratio, stderr = sharpness_with_stderr(a, b)
+    assert ratio == pytest.approx(sharpness_ratio(a, b)) and 0 < stderr < 0.05
+    one = sharpness_with_stderr(a[:1], b)
+    assert one[0] != one[0] and one[1] != one[1]  # NaN for a single image
+
+
+def _checkered(images: torch.Tensor, amplitude: float = 0.08) -> torch.Tensor:
+    """The images with a 1 px checkerboard on them: seen at 128 px, averaged away at 64 px."""
+    size = images.shape[-1]
+    board = (torch.arange(size)[:, None] + torch.arange(size)[None, :]) % 2 * 2 - 1.0
+    return (images + amplitude * board).clamp(0, 1)
+
+
+def test_two_sample_test_at_128_px_sees_what_64_px_cannot():
+    from twingan.metrics import classifier_two_sample_test
+
+    a, b = _textures(40, seed=0), _textures(40, seed=1)
+    same = classifier_two_sample_test(a, b, steps=30, batch=16, resolution=128)
+    apart = classifier_two_sample_test(a, _checkered(b), steps=30, batch=16, resolution=128)
+    blind = classifier_two_sample_test(a, _checkered(b), steps=30, batch=16, resolution=64)
+    assert 0.3 < same["accuracy"] < 0.7, same
+    assert apart["accuracy"] > 0.9, apart
+    assert blind["accuracy"] < 0.7, blind
+    assert apart["resolution"] == 128 and apart["n_test"] == (20, 20) and apart["steps"] == 30
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tmp_path_factory):
+    """The app's pipeline with a tiny random 32 px TwinGAN and no helpers (the real face detector)."""
+    from twingan.pipeline import TranslationPipeline
+
+    torch.manual_seed(0)
+    folder = save_pretrained(TwinGAN(TwinGANConfig(resolution=32, base_channels=64, max_channels=32)),
+                             tmp_path_factory.mktemp("app") / "twingan")
+    return TranslationPipeline.load(folder, device="cpu", tagger=None, hair_classifier=None)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> list[Path]:
+    """Three photos: one face (astronaut), two faces (the astronaut's face beside its mirror image), none."""
+    from PIL import Image
+
+    from samples import ASTRONAUT
+
+    folder = tmp_path_factory.mktemp("photos")
+    face = Image.open(ASTRONAUT).convert("RGB").crop((120, 20, 330, 230))
+    two = Image.new("RGB", (460, 230), "white")
+    two.paste(face, (10, 10))
+    two.paste(face.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (240, 10))
+    two.save(folder / "b_two.png")
+    Image.open(ASTRONAUT).save(folder / "a_one.png")
+    Image.new("RGB", (128, 128), "grey").save(folder / "c_none.png")
+    return sorted(folder.glob("*.png"))
+
+
+def test_app_portraits_are_one_per_face_the_app_finds(tiny_pipeline, photos):
+    from train.evaluate import app_portraits
+
+    every = app_portraits(tiny_pipeline, photos, all_faces=True)
+    assert every["anime"].shape == (3, 3, 128, 128) and every["photo"].tolist() == [0, 1, 1]
+    assert list(every["failed"]) == [2] and "No face" in every["failed"][2]
+    assert all(f.anime.size == (256, 256) for f in every["faces"])  # the display size the app shows
+    # The largest face only: what the test selfies are measured on.
+    largest = app_portraits(tiny_pipeline, photos, all_faces=False)
+    assert largest["photo"].tolist() == [0, 1] and largest["anime"].shape == (2, 3, 128, 128)
+    expected = tiny_pipeline.translate(photos[1]).faces[0].anime.resize((128, 128))
+    from torchvision.transforms.functional import to_tensor
+
+    assert (largest["anime"][1] - to_tensor(expected)).abs().mean() < 0.03  # the app's own output, resized
+
+
+def test_evaluate_app_counts_faces_and_calibrates_on_stand_ins(tiny_pipeline, photos, tmp_path):
+    from train.evaluate import GATES, evaluate_app, passes, photos_figure
+
+    anime = _textures(24, seed=2)
+    m, shown = evaluate_app(tiny_pipeline, photos, photos[:2], anime, two_sample_steps=3)
+    assert m["app_selfies_n"] == 3 and m["app_selfies_detected"] == 2 and list(m["app_selfies_failed"]) == ["c_none.png"]
+    assert m["app_photos_faces_per_photo"] == {"a_one.png": 1, "b_two.png": 2} and m["app_photos_faces"] == 3
+    assert m["app_reference_n"] == 12
+    assert m["sharpness_ratio_anime_halves"] == pytest.approx(1, abs=0.05)
+    assert m["sharpness_ratio_anime_32px"] < m["sharpness_ratio_anime_64px"] < 0.5
+    assert m["app_two_sample_skipped"] == "only 2 portraits of test selfies" and not passes(m, "app_two_sample_accuracy")
+    assert "app_two_sample_accuracy" in GATES and "eye_accuracy_confirmed" not in GATES  # eyes are reported only
+    # Five copies of each photo: enough portraits for the three two-sample tests, each with as many per side.
+    m, _ = evaluate_app(tiny_pipeline, photos[:2] * 5, [], anime, two_sample_steps=3)
+    for prefix in ("app_two_sample", "app_two_sample_real", "app_two_sample_real_64px"):
+        assert m[f"{prefix}_n_train"] == (5, 5) and m[f"{prefix}_n_test"] == (5, 5), prefix
+        assert m[f"{prefix}_steps"] == 3 and m[f"{prefix}_resolution"] == 128 and 0 < m[f"{prefix}_stderr"] < 0.5
+    assert m["app_photos_faces"] == 0 and m["app_sharpness_ratio_photos"] != m["app_sharpness_ratio_photos"]
+    figure = photos_figure(shown["faces"], tmp_path / "eval_photos.png")
+    from PIL import Image
+
+    assert Image.open(figure).size == (6 * 256 + 7 * 4, 256 + 2 * 4)  # 3 crops and 3 portraits at display size
+
+
+def test_help_documents_the_app_metrics(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "--photos" in text and "sharpness ratio" in text and "two-sample test at 128 px" in text

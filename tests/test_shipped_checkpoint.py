@@ -1,6 +1,8 @@
-"""The bundled translator: it loads, translates, and meets the quality gates of the README's results
-table on 50 test selfies, measured by `train.evaluate` (independent feature net, tagger-eval, input
-retrieval, fixed-pattern share)."""
+"""The bundled translator: it loads, translates, and meets the quality gates of `train.evaluate.GATES`
+on the first 50 test selfies, measured by `train.evaluate` (the app's portraits: sharpness ratio and
+two-sample test at 128 px; independent feature net, fixed-pattern share, tagger-eval, input retrieval)."""
+
+import json
 
 import pytest
 import torch
@@ -9,8 +11,28 @@ from conftest import ROOT, data_root
 from twingan import load_model
 
 CHECKPOINT = ROOT / "checkpoints" / "twingan-selfie2anime"
+# The 128 px two-sample test of the app's portraits trains its CNN for 200 steps here, not the
+# evaluation's 400, and without its two calibrations: ~1/6 of its cost. Not fewer: on these 48 + 48
+# portraits and real faces it reads 75% after 100 steps, 94% after 200 and 90% after 400 (the full
+# evaluation: 97.8%), so 100 steps would pass a model the evaluation fails. A pass here is to be
+# confirmed by the full `python -m train.evaluate`.
+APP_TWO_SAMPLE_STEPS = 200
 
 pytestmark = pytest.mark.skipif(not CHECKPOINT.is_dir(), reason=f"no bundled checkpoint at {CHECKPOINT}")
+
+
+def _bundled_resolution() -> int | None:
+    config = CHECKPOINT / "config.json"
+    return json.loads(config.read_text()).get("resolution") if config.is_file() else None
+
+
+# The bundled checkpoint draws 64 px portraits, which the app takes to display size through the anime
+# upscaler. On all 200 test selfies: sharpness ratio 0.44 (0.14 with a plain resize; real anime taken
+# to 64 px and back: 0.24), 128 px two-sample test 97.8% (real vs real: 50.5%). A sharper model is
+# being trained; the mark goes with the 64 px checkpoint, and any other is held to these gates.
+MISSED_BY_THE_64PX_MODEL = pytest.mark.xfail(
+    _bundled_resolution() == 64, strict=False,
+    reason="the bundled 64 px checkpoint's portraits miss these at 128 px (200 selfies: sharpness 0.44, two-sample 97.8%)")
 
 
 @pytest.fixture(scope="module")
@@ -30,34 +52,52 @@ def test_translates_a_face_sized_input_to_a_finite_image(model):
 
 @pytest.fixture(scope="module")
 def metrics():
-    """train.evaluate on the first 50 test selfies (50 testB + 250 anime_tags test faces), no two-sample test."""
+    """train.evaluate on the first 50 test selfies (50 testB + 250 anime_tags test faces, at 128 px
+    for the app's portraits), the real photos of examples/ and the data's photos/; no two-sample test
+    of the model's own outputs, the app's with APP_TWO_SAMPLE_STEPS and no calibrations."""
     from train.evaluate import evaluate_checkpoint
 
     data = data_root()
     if not (data / "selfie2anime" / "testA").is_dir() or not (data / "anime_tags" / "tags.csv").is_file():
         pytest.skip(f"test selfies or anime test faces not found under {data} (set TWINGAN_DATA)")
-    return evaluate_checkpoint(CHECKPOINT, data, limit=50, two_sample_steps=0)
+    return evaluate_checkpoint(CHECKPOINT, data, limit=50, two_sample_steps=0, app_two_sample_steps=APP_TWO_SAMPLE_STEPS,
+                               app_two_sample_calibration=False)
 
 
-def _gate(key: str, fails_now: str = ""):
-    """A gate; `fails_now` names why the shipped checkpoint misses it (strict xfail: remove the mark once it passes)."""
-    marks = [pytest.mark.xfail(strict=True, reason=f"the shipped checkpoint misses this gate: {fails_now}")] if fails_now else []
-    return pytest.param(key, marks=marks, id=key)
+GATED = [
+    pytest.param("app_sharpness_ratio", marks=MISSED_BY_THE_64PX_MODEL, id="app_sharpness_ratio"),
+    pytest.param("app_two_sample_accuracy", marks=MISSED_BY_THE_64PX_MODEL, id="app_two_sample_accuracy"),
+    *(pytest.param(key, id=key) for key in ("fixed_pattern_share", "indep_fd_fraction", "hair_accuracy_confirmed",
+                                            "retrieval_top1")),
+]
 
 
-@pytest.mark.parametrize("key", [
-    _gate("fixed_pattern_share"),
-    _gate("indep_fd_fraction"),
-    _gate("hair_accuracy_confirmed"),
-    _gate("eye_accuracy_confirmed"),
-    _gate("retrieval_top1"),
-])
+@pytest.mark.parametrize("key", GATED)
 def test_quality_gate_on_50_test_selfies(metrics, key):
     from train.evaluate import GATES, passes
 
-    assert metrics["n_selfies"] == 50
+    assert metrics["n_selfies"] == 50 and metrics["app_selfies_n"] == 50
     direction, threshold = GATES[key]
-    assert passes(metrics, key), f"{key} = {metrics[key]:.3f}, gate {direction} {threshold}"
+    assert passes(metrics, key), f"{key} = {metrics.get(key, float('nan')):.3f}, gate {direction} {threshold}"
+
+
+def test_every_gate_is_checked_here_and_the_eyes_are_only_reported():
+    from train.evaluate import GATES
+
+    assert {p.values[0] for p in GATED} == set(GATES) and "eye_accuracy_confirmed" not in GATES
+
+
+def test_the_app_finds_the_faces_of_the_test_selfies_and_the_photos(metrics):
+    """The app's portraits the gates read: nearly every 128 px test selfie gives a face (48 of the 50),
+    every real photo at least one, and the two-sample test ran on as many portraits as real faces."""
+    assert metrics["app_selfies_detected"] >= 45, metrics["app_selfies_failed"]
+    assert metrics["app_photos_faces"] >= metrics["app_photos_n"] >= 2 and not metrics["app_photos_failed"]
+    n = metrics["app_selfies_detected"]
+    assert sum(metrics["app_two_sample_n_train"]) + sum(metrics["app_two_sample_n_test"]) == 2 * n
+    assert metrics["app_two_sample_steps"] == APP_TWO_SAMPLE_STEPS and metrics["app_two_sample_resolution"] == 128
+    # The calibration of the sharpness ratio on these real anime faces: one half against the other is ~1.
+    assert 0.85 < metrics["sharpness_ratio_anime_halves"] < 1.15
+    assert metrics["sharpness_ratio_anime_32px"] < metrics["sharpness_ratio_anime_64px"] < 0.4
 
 
 def test_the_judge_confirms_the_common_colours_and_not_the_rarest_eyes(metrics):

@@ -248,20 +248,21 @@ class TwoSampleCNN(torch.nn.Module):
 
 
 def classifier_two_sample_test(a: torch.Tensor, b: torch.Tensor, steps: int = 400, batch: int = 32,
-                               lr: float = 2e-3, seed: int = 0) -> dict:
+                               lr: float = 2e-3, seed: int = 0, resolution: int = 64) -> dict:
     """Can a fresh small CNN tell image set `a` from set `b` (each (N, 3, H, W) in [0, 1])?
 
     Half of each set (seeded split) trains a `TwoSampleCNN` for `steps` Adam steps of `batch`
     images per set (random horizontal flips); the other halves score it. `accuracy` is the
     held-out accuracy, balanced over the two sets: 0.5 means indistinguishable, 1 told apart
-    every time. `stderr` is its binomial standard error.
+    every time. `stderr` is its binomial standard error. The CNN sees both sets resized to
+    `resolution` px: what is finer than that (blur of a 64 px output shown at 128 px) it cannot see.
     """
     if len(a) < 4 or len(b) < 4:
         raise ValueError(f"need >= 4 images per set, got {len(a)} and {len(b)}")
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # the CNN's init must not depend on (or move) the global RNG
         torch.manual_seed(seed)
-        net = TwoSampleCNN()
+        net = TwoSampleCNN(resolution=resolution)
     pa, pb = torch.randperm(len(a), generator=g), torch.randperm(len(b), generator=g)
     a_train, a_test = a[pa[: len(a) // 2]], a[pa[len(a) // 2:]]
     b_train, b_test = b[pb[: len(b) // 2]], b[pb[len(b) // 2:]]
@@ -285,7 +286,7 @@ def classifier_two_sample_test(a: torch.Tensor, b: torch.Tensor, steps: int = 40
     accuracy = (hit_a + hit_b) / 2
     n_test = min(len(a_test), len(b_test))
     return {"accuracy": accuracy, "accuracy_a": hit_a, "accuracy_b": hit_b, "n_train": (len(a_train), len(b_train)),
-            "n_test": (len(a_test), len(b_test)), "steps": steps,
+            "n_test": (len(a_test), len(b_test)), "steps": steps, "resolution": resolution,
             "stderr": float(np.sqrt(max(accuracy * (1 - accuracy), 1e-12) / (2 * n_test)))}
 
 
