@@ -24,7 +24,7 @@ class TwinGANConfig:
     tag_embed_dim: int = 64  # 0 turns the conditioning off
     tag_head: bool = True  # discriminators also predict the tags (auxiliary classifier)
     # The hair / eye groups of the tag vector are multiplied by these before the embedding: a
-    # calibration of what strength 1 means, fit after training (`python -m train.tag_gain`); 1 in training.
+    # calibration of what strength 1 means, set in an export's config.json after training; 1 in training.
     hair_gain: float = 1.0
     eye_gain: float = 1.0
 
