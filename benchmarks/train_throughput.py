@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from train.config import load_config
-from train.device import step_flops, synthetic
+from train.device.device import step_flops, synthetic
 from train.engine import Trainer
 
 

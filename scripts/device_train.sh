@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# One device call: train gpu-128 for MINUTES of wall clock from the data pack, bring back what matters.
+# One run on a machine with a GPU: train gpu-128 for MINUTES of wall clock from the data pack, bring back what matters.
 #
 #   scripts/device_train.sh MINUTES [key=value ...]     (overrides go to the training config)
 #
-# Environment (all optional): OUT (default ./out; the device tool sets it), PACK (pack/gpu-128.npz),
+# Environment (all optional): OUT (default ./out; the GPU machine sets it), PACK (pack/gpu-128.npz),
 # CONFIG (gpu-128), RUN_DIR (a fresh temporary folder), PYTHON (python3), PEAK_SECONDS (2: the matmul
 # benchmark's length), LATENCY_REPEATS (20), RESUME (a folder holding state.pt.NNN parts from an
 # earlier call: training continues from them).
@@ -11,8 +11,7 @@
 # Writes into $OUT: device.log (everything printed), device.json (environment, bf16 matmul peak,
 # images/s per stage, FLOPs per image, fraction of the peak, state form, inference latency),
 # config.json + model.safetensors (the EMA export, fp16), samples.png (the last grid under two
-# earlier ones) and state.pt.NNN (the training state, split; as exact as fits in what a call brings
-# back).
+# earlier ones) and state.pt.NNN (the training state, split; as exact as fits in what comes back).
 # Each step runs even if an earlier one failed; the exit status is the training's (3: no usable pack).
 set -uo pipefail
 if [ $# -lt 1 ]; then
@@ -35,7 +34,7 @@ main() {
   echo "== $(date -u +%FT%TZ) device_train.sh $MINUTES min, pack $PACK, config $CONFIG, run $RUN_DIR"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version,clocks.sm \
     --format=csv || echo "no nvidia-smi"
-  $PYTHON -m train.device env --json "$RUN_DIR/peak.json" --seconds "${PEAK_SECONDS:-2}" --pack "$PACK"
+  $PYTHON -m train.device.device env --json "$RUN_DIR/peak.json" --seconds "${PEAK_SECONDS:-2}" --pack "$PACK"
   if [ $? -eq 3 ]; then
     echo "the pack is missing or unreadable: nothing to train on"
     return 3
@@ -44,7 +43,7 @@ main() {
   echo "== train"
   resume=()
   if [ -n "${RESUME:-}" ]; then
-    $PYTHON -c "import sys; from pathlib import Path; from train.device import join_parts; \
+    $PYTHON -c "import sys; from pathlib import Path; from train.device.device import join_parts; \
   print(join_parts(Path(sys.argv[1]), Path(sys.argv[2])))" "$RESUME" "$RUN_DIR/checkpoint.pt" && resume=(--resume)
   fi
   # The loop stops itself before the budget and exports; SIGTERM (stop, checkpoint, export) is the backstop.
@@ -55,10 +54,10 @@ main() {
   echo "training exit status: $train_rc"
 
   echo "== collect"
-  $PYTHON -m train.device collect "$RUN_DIR" "$OUT" || echo "collect failed"
+  $PYTHON -m train.device.device collect "$RUN_DIR" "$OUT" || echo "collect failed"
   echo "== inference latency"
   if [ -f "$OUT/model.safetensors" ]; then
-    $PYTHON -m train.device latency "$OUT" --pack "$PACK" --repeats "${LATENCY_REPEATS:-20}" || echo "latency failed"
+    $PYTHON -m train.device.device latency "$OUT" --pack "$PACK" --repeats "${LATENCY_REPEATS:-20}" || echo "latency failed"
   else
     echo "no export in $OUT: latency skipped"
   fi

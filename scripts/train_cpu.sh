@@ -11,7 +11,7 @@
 # 4. the same with w_shift=15 to TOTAL_IMAGES (120,000).
 # key=value overrides go to every phase; each phase's own settings win over them. Each phase resumes
 # RUN_DIR/checkpoint.pt, so the script can be stopped and started again: a phase whose images were
-# already seen ends at once. The export is RUN_DIR/export (`python -m train.evaluate RUN_DIR/export`).
+# already seen ends at once. The export is RUN_DIR/export (`python -m train.evaluation RUN_DIR/export`).
 set -euo pipefail
 RUN_DIR=${1:-runs/cpu-align}
 shift || true

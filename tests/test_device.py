@@ -16,9 +16,9 @@ import torch
 
 from samples import write_smooth_images
 from train.config import ConfigError, load_config
-from train.device import MAX_FILE, MAX_FILES, compact_state, join_parts, write_parts
+from train.device.device import MAX_FILE, MAX_FILES, compact_state, join_parts, write_parts
 from train.engine import Trainer, stage_at_time
-from train.pack import PackError, build_pack, check_ignored, describe_pack, load_pack, read_pack
+from train.device.pack import PackError, build_pack, check_ignored, describe_pack, load_pack, read_pack
 from twingan.checkpoint import load_pretrained
 from twingan.model import TwinGAN
 from twingan.vocab import BINARY_TAGS, DEFAULT_VOCAB
@@ -210,7 +210,7 @@ def test_device_script_end_to_end_on_the_cpu(pack, tmp_path):
 def test_latency_path_runs_without_facenet_and_gradio(tiny_checkpoints):
     """The device has neither: importing the inference path must not need them, and detection is skipped."""
     code = ("import sys; sys.modules['facenet_pytorch'] = None; sys.modules['gradio'] = None\n"
-            "from train.device import main\n"
+            "from train.device.device import main\n"
             f"main(['latency', {str(tiny_checkpoints.twingan)!r}, '--faces', '2', '--repeats', '1'])\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -1,5 +1,5 @@
-"""The bundled translator: it loads, translates, and meets the quality gates of `train.evaluate.GATES`
-on the first 50 test selfies, measured by `train.evaluate` (the app's portraits: sharpness ratio and
+"""The bundled translator: it loads, translates, and meets the quality gates of `train.evaluation.gates.GATES`
+on the first 50 test selfies, measured by `train.evaluation` (the app's portraits: sharpness ratio and
 two-sample test at 128 px; independent feature net, fixed-pattern share, tagger-eval, input retrieval)."""
 
 import json
@@ -15,7 +15,7 @@ CHECKPOINT = ROOT / "checkpoints" / "twingan-selfie2anime"
 # evaluation's 400, and without its two calibrations: ~1/6 of its cost. Not fewer: on these 48 + 48
 # portraits and real faces it reads 75% after 100 steps, 94% after 200 and 90% after 400 (the full
 # evaluation: 97.8%), so 100 steps would pass a model the evaluation fails. A pass here is to be
-# confirmed by the full `python -m train.evaluate`.
+# confirmed by the full `python -m train.evaluation`.
 APP_TWO_SAMPLE_STEPS = 200
 
 pytestmark = pytest.mark.skipif(not CHECKPOINT.is_dir(), reason=f"no bundled checkpoint at {CHECKPOINT}")
@@ -52,10 +52,10 @@ def test_translates_a_face_sized_input_to_a_finite_image(model):
 
 @pytest.fixture(scope="module")
 def metrics():
-    """train.evaluate on the first 50 test selfies (50 testB + 250 anime_tags test faces, at 128 px
+    """train.evaluation on the first 50 test selfies (50 testB + 250 anime_tags test faces, at 128 px
     for the app's portraits), the real photos of examples/ and the data's photos/; no two-sample test
     of the model's own outputs, the app's with APP_TWO_SAMPLE_STEPS and no calibrations."""
-    from train.evaluate import evaluate_checkpoint
+    from train.evaluation.checkpoint import evaluate_checkpoint
 
     data = data_root()
     if not (data / "selfie2anime" / "testA").is_dir() or not (data / "anime_tags" / "tags.csv").is_file():
@@ -74,7 +74,7 @@ GATED = [
 
 @pytest.mark.parametrize("key", GATED)
 def test_quality_gate_on_50_test_selfies(metrics, key):
-    from train.evaluate import GATES, passes
+    from train.evaluation.gates import GATES, passes
 
     assert metrics["n_selfies"] == 50 and metrics["app_selfies_n"] == 50
     direction, threshold = GATES[key]
@@ -82,7 +82,7 @@ def test_quality_gate_on_50_test_selfies(metrics, key):
 
 
 def test_every_gate_is_checked_here_and_the_eyes_are_only_reported():
-    from train.evaluate import GATES
+    from train.evaluation.gates import GATES
 
     assert {p.values[0] for p in GATED} == set(GATES) and "eye_accuracy_confirmed" not in GATES
 

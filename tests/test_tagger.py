@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import data_root
-from train import tagger as train_tagger
+from train.helpers import tagger as train_tagger
 from train.augment import augment
 from train.tags_data import TagsDataError, read_celeba_hair, read_tags_csv
 from twingan.checkpoint import load_pretrained, save_pretrained

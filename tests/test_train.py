@@ -112,7 +112,7 @@ def test_eye_colour_loss_is_trained(data_root, tmp_path, monkeypatch):
 
 
 def test_alignment_reads_the_latent_and_the_used_skips_only():
-    from train.helpers import read_levels
+    from train.step_helpers import read_levels
     from twingan.config import TwinGANConfig
 
     config = TwinGANConfig(resolution=32, skip_resolutions=(8,))
@@ -537,7 +537,7 @@ def test_cpu_recipe_script_runs_its_phases_in_one_run_folder(data_root, tmp_path
 def test_readme_figures_from_the_bundled_checkpoint(tmp_path, eyes):
     from PIL import Image
 
-    from train.figures import CELL, LABEL, main
+    from train.evaluation.figures import CELL, LABEL, main
 
     out = tmp_path / "grid.png"
     assert main(["--out", str(out), *(["--eyes"] if eyes else [])]) == 0

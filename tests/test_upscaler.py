@@ -13,9 +13,9 @@ import torch.nn.functional as F
 
 from conftest import ASTRONAUT, data_root
 from samples import webcam_frame, write_smooth_images
-from train import upscaler as train_upscaler
+from train.helpers import upscaler as train_upscaler
 from train.data import decode_images
-from train.upscaler import Degradation, clean_input, degrade, downsample, load_faces
+from train.helpers.upscaler import Degradation, clean_input, degrade, downsample, load_faces
 from twingan.checkpoint import load_pretrained, save_pretrained
 from twingan.pipeline import AUTO, DEFAULT_UPSCALER, TranslationPipeline
 from twingan.upscaler import AnimeUpscaler, UpscalerConfig
@@ -128,7 +128,7 @@ def test_training_cli_writes_a_loadable_checkpoint_and_its_report(tmp_path):
         assert 0 < report["held_out"][kind]["sharpness_ratio"]["bicubic"] < 2
     assert json.loads((out / "report.json").read_text())["steps"] == 20
     card = (out / "README.md").read_text()
-    assert "python -m train.upscaler " + " ".join(argv) in card and "third-party" in card
+    assert "python -m train.helpers.upscaler " + " ".join(argv) in card and "third-party" in card
     model = load_pretrained(AnimeUpscaler, out)
     assert model.config == UpscalerConfig(channels=8, blocks=1)
     assert next(iter(model.state_dict().values())).dtype == torch.float32  # fp16 file, fp32 model

@@ -97,7 +97,7 @@ class TrainConfig:
     num_samples: int = 8  # fixed samples in the grids
     run_dir: str = "runs/default"  # relative to the repo root unless absolute
     # --- a time-boxed run on a lent GPU (scripts/device_train.sh): data pack, wall-clock budget, CUDA speed switches ---
-    pack: str = ""  # `python -m train.pack` file (relative to the repo root); replaces the folder fields above
+    pack: str = ""  # `python -m train.device.pack` file (relative to the repo root); replaces the folder fields above
     budget_minutes: float = 0.0  # stop training this long after `train` starts, data loading included (0 = no limit)
     stage_fractions: tuple[float, ...] = ()  # with a budget: each stage but the last gets this share of it (() = stage_images)
     export_margin_minutes: float = 0.5  # the end of the budget kept for the final checkpoint, samples and export

@@ -1,4 +1,4 @@
-"""A run's two domains, from where its config says: a pack (`train.pack`) or the image folders
+"""A run's two domains, from where its config says: a pack (`train.device.pack`) or the image folders
 (`train.data`). The one place that knows both, so neither needs the other."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 
 from train.config import REPO_ROOT
 from train.data import DomainData, load_folders
-from train.pack import load_pack
+from train.device.pack import load_pack
 
 
 def load_domains(cfg, workers: int = 4, device: str | torch.device = "cpu") -> tuple[DomainData, DomainData]:

@@ -3,7 +3,7 @@
 `Trainer.step` draws a global batch, runs the generator once, updates the discriminators on
 `train.step_losses.discriminator_loss`, then the generator on `train.step_losses.generator_loss`
 against the updated discriminators, then the EMA. The step around the losses uses the small helpers
-of `train/helpers.py` (`requires_grad`, `accumulate`, `ema_beta`, `fade_real`, ...), the schedule is
+of `train/step_helpers.py` (`requires_grad`, `accumulate`, `ema_beta`, `fade_real`, ...), the schedule is
 `train.schedule.stage_at`, growing a run is `train/growing.py` and exporting and sampling are
 functions of the trainer in `train/export.py`. Distributed training averages gradients with one
 all-reduce per optimiser step, as stylegan3's training loop does: the generator is used through
@@ -29,7 +29,7 @@ from train.config import TrainConfig
 from train.data import DomainData, EpochSampler, balance_repeats, batch_images, fill_missing_tags
 from train.eyes import cached_eyes, eye_masks
 from train.frozen_tagger import load_tagger, tagger_path
-from train.helpers import (accumulate, bf16_autocast, discriminator_config, ema_beta, fade_real, gan_on_reconstructions,
+from train.step_helpers import (accumulate, bf16_autocast, discriminator_config, ema_beta, fade_real, gan_on_reconstructions,
                            grad_allreduce, requires_grad)
 from train.schedule import stage_at, stage_at_time
 from train.step_losses import discriminator_loss, g_forward, generator_loss
@@ -264,7 +264,7 @@ class Trainer:
             if "opt_g" in state:
                 self.opt_g.load_state_dict(state["opt_g"])  # Adam casts moments saved in bf16 back to fp32
                 self.opt_d.load_state_dict(state["opt_d"])
-            else:  # a compact device state (train.device.compact_state) may leave the moments out
+            else:  # a compact device state (train.device.device.compact_state) may leave the moments out
                 log.warning("the checkpoint has no optimiser state: Adam starts afresh")
         # The config's learning rates win over the saved ones, so a resume can change them.
         for opt, lr in ((self.opt_g, self.cfg.lr), (self.opt_d, self.cfg.lr_d or self.cfg.lr)):

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from train.config import REPO_ROOT
-from train.helpers import requires_grad
+from train.step_helpers import requires_grad
 
 
 def tagger_path(name: str) -> Path:

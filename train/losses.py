@@ -136,7 +136,7 @@ def shift_consistency(moved_out: torch.Tensor, out: torch.Tensor, dy: int, dx: i
 
 # The colour words of the eye vocabulary as RGB in [0, 1]: mid-tone, saturated irises as anime draws
 # them. Picked from the names alone, not from any judge's reading, so a loss towards them trains no
-# network's notion of a colour (the judges of `train.evaluate` read the pictures independently).
+# network's notion of a colour (the judges of `train.evaluation` read the pictures independently).
 EYE_RGB = {
     "blue": (0.20, 0.35, 0.85), "brown": (0.45, 0.25, 0.12), "red": (0.80, 0.10, 0.10),
     "purple": (0.50, 0.20, 0.70), "green": (0.15, 0.60, 0.25), "yellow": (0.90, 0.80, 0.20),

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from train import losses
-from train.helpers import bf16_autocast, read_levels
+from train.step_helpers import bf16_autocast, read_levels
 
 # The discriminators' side of the GAN on reconstructions, as every run so far had it (cfg.w_gan_recon
 # weights the generator's side only). The target D takes target reconstructions as extra fakes, at

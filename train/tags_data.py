@@ -16,7 +16,6 @@ from typing import NamedTuple, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from train.augment import augment  # noqa: F401  (the batch augmentation's old home: train.tagger, train.featnet)
 from train.decode import DataError, decode_images
 from twingan.vocab import DEFAULT_VOCAB, TagVocab
 

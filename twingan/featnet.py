@@ -6,8 +6,8 @@ Why a second network: the recipe matches the tagger's features, and `tagger-eval
 tagger's architecture, objective and data, so a Frechet distance in its features measures what
 training optimised. This one differs in all three: residual blocks with GroupNorm instead of a
 plain conv-bn-relu stack, a self-supervised objective instead of tag classification, and CelebA
-faces in its data. No loss and no data filter may use it (only `train.evaluate` and its own
-trainer `train.featnet` import it). Model code only: no file I/O.
+faces in its data. No loss and no data filter may use it (only `train.evaluation` and its own
+trainer `train.helpers.featnet` import it). Model code only: no file I/O.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ PASTE_MAX_SIDE = 2000  # px, long side of the pasted photo: half a phone photo, 
 # which cuts MTCNN's image pyramid to a few levels.
 LIVE_DETECT_SIZE, LIVE_MIN_FACE = 320, 40
 # "Keep my hair colour" falls back to the model's own choice below this classifier confidence, and
-# for greyscale faces, whose reads are mostly wrong (`python -m train.hair_report`). At 0.6 the app's
+# for greyscale faces, whose reads are mostly wrong (`python -m train.helpers.hair_report`). At 0.6 the app's
 # framing of the CelebA test faces keeps 89% of the reads, 92% right (0.5: 95%, 90% right); on real
 # photos the reads are less sure, and 0.6 drops a dark-haired man read as silver at 53%.
 HAIR_MIN_CONFIDENCE = 0.6

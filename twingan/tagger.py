@@ -2,7 +2,7 @@
 off anime faces, plus a small CNN that reads a human's hair colour (trained on CelebA).
 
 The tagger's probabilities are the GAN's conditioning vector; its pooled features feed the
-Frechet distance in `twingan.metrics`. Model code only: no file I/O (see `train/tagger.py`).
+Frechet distance in `twingan.metrics`. Model code only: no file I/O (see `train/helpers/tagger.py`).
 """
 
 from __future__ import annotations

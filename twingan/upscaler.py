@@ -5,7 +5,7 @@ The output is the bicubic enlargement of the input plus a predicted residual, so
 network (its last conv starts at zero) is exactly bicubic. The body runs at half the input's
 resolution on pixel-unshuffled input (2x2 pixels -> 12 channels), as Real-ESRGAN's x2 model does:
 four times fewer positions for the same receptive field, which keeps 128 -> 256 fast on a CPU.
-Model code only: no file I/O (training: `train/upscaler.py`).
+Model code only: no file I/O (training: `train/helpers/upscaler.py`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Figures of the anime upscaler: what it does to the app's portraits, and to held-out anime faces.
 
-    python -m train.upscaler_figure --out docs/upscaler.png
-    python -m train.upscaler_figure --held-out --out runs/upscaler/held_out.png [DATA_ROOT]
+    python -m train.helpers.upscaler_figure --out docs/upscaler.png
+    python -m train.helpers.upscaler_figure --held-out --out runs/upscaler/held_out.png [DATA_ROOT]
 
 Default: the public-domain example photos (examples/) through the app's pipeline: the face crop,
 its 64 px portrait resized to display size (the upscaler off), the same portrait through the
@@ -20,16 +20,15 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from train.config import default_data_root
+from train.config import REPO_ROOT, default_data_root
 from train.data import DataError
-from train.figures import eye_band
-from train.upscaler import bicubic_up, clean_input, degrade, load_faces
+from train.evaluation.figures import eye_band
+from train.helpers.upscaler import bicubic_up, clean_input, degrade, load_faces
 from twingan.checkpoint import CheckpointError, load_pretrained
 from twingan.faces import ImageError
 from twingan.pipeline import DEFAULT_CHECKPOINT, DEFAULT_UPSCALER, TranslationPipeline, _to_pil
 from twingan.upscaler import AnimeUpscaler
 
-ROOT = Path(__file__).resolve().parent.parent
 LABEL = 16  # px of the caption row
 
 
@@ -82,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--upscaler", default=str(DEFAULT_UPSCALER))
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="the translator (default figure)")
-    parser.add_argument("--photos", nargs="*", type=Path, default=sorted((ROOT / "examples").glob("*.png")))
+    parser.add_argument("--photos", nargs="*", type=Path, default=sorted((REPO_ROOT / "examples").glob("*.png")))
     parser.add_argument("--held-out", action="store_true", help="held-out anime faces instead (third-party images)")
     parser.add_argument("--per-set", type=int, default=3, help="--held-out: faces from each held-out image set")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Train the anime upscaler (x2 super-resolution, `twingan.upscaler`) and write its held-out report.
 
-    python -m train.upscaler [DATA_ROOT] --out checkpoints/anime-upscaler --minutes 11 --threads 1
+    python -m train.helpers.upscaler [DATA_ROOT] --out checkpoints/anime-upscaler --minutes 11 --threads 1
 
 Targets are 128 px anime faces: `anime_tags` (split train of tags.csv) and `selfie2anime/trainB`.
 Inputs are the same faces at 64 px, degraded the way a GAN generator's output is (`degrade`: blur,
@@ -325,7 +325,7 @@ def evaluate(model: AnimeUpscaler, faces: torch.Tensor, counts: dict[str, int], 
 # Model card
 
 def write_readme(out: Path, args: argparse.Namespace, report: dict, argv: list[str]) -> None:
-    cmd = "python -m train.upscaler " + " ".join(argv)
+    cmd = "python -m train.helpers.upscaler " + " ".join(argv)
     ev, cfg = report["held_out"], report["config"]
     n_train = ", ".join(f"`{k}` {v}" for k, v in report["n_train"].items())
     n_test = ", ".join(f"`{k}` {v}" for k, v in report["n_test"].items())

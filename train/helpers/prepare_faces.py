@@ -1,6 +1,6 @@
 """Crop raw human photos into training faces with the app's face cropper (so training and inference agree).
 
-`python -m train.prepare_faces RAW_DIR OUT_DIR [--resolution 128] [--max-faces 1]`
+`python -m train.helpers.prepare_faces RAW_DIR OUT_DIR [--resolution 128] [--max-faces 1]`
 
 Detection runs once; the crops are written to OUT_DIR (keep it outside the repository: dataset images
 never go into git; `runs/` is ignored) and OUT_DIR is then used as a `source_dirs` entry. Photos
@@ -48,7 +48,7 @@ def prepare_faces(raw: Path, out: Path, resolution: int = 128, max_faces: int = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.prepare_faces", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m train.helpers.prepare_faces", description=__doc__.splitlines()[0])
     p.add_argument("raw", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--resolution", type=int, default=128)

@@ -8,7 +8,7 @@ top-1, balanced accuracy, mean confidence (top probability), and top-1 and cover
 or above the app's confidence floor (`twingan.pipeline.HAIR_MIN_CONFIDENCE`), below which the app
 lets the model choose instead.
 
-    python -m train.hair_report [--data ../shared/data/celeba] [--checkpoint checkpoints/human-hair]
+    python -m train.helpers.hair_report [--data ../shared/data/celeba] [--checkpoint checkpoints/human-hair]
         [--out runs/hair_report.json]
 """
 

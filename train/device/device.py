@@ -1,8 +1,8 @@
 """The Python side of `scripts/device_train.sh`: what one device call measures and brings back.
 
-    python -m train.device env --json RUN/peak.json --pack PACK   # environment, bf16 matmul peak, pack check
-    python -m train.device collect RUN OUT               # export, grid, state parts, FLOPs and peak fraction
-    python -m train.device latency OUT --pack PACK       # the app's inference path on face crops, per face
+    python -m train.device.device env --json RUN/peak.json --pack PACK  # environment, bf16 matmul peak, pack check
+    python -m train.device.device collect RUN OUT                       # export, grid, state parts, FLOPs, peak fraction
+    python -m train.device.device latency OUT --pack PACK               # the app's inference path on face crops, per face
 
 Each step is its own process, so one that fails costs only its own output. Everything that comes
 back from a device call must fit 8 files of at most 16 MiB (64 MiB in all): `collect` writes the EMA
@@ -205,7 +205,7 @@ def cmd_env(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(info, indent=2) + "\n")
     if args.pack:
-        from train.pack import PackError, describe_pack
+        from train.device.pack import PackError, describe_pack
 
         try:
             print(describe_pack(args.pack), flush=True)
@@ -313,6 +313,7 @@ def cmd_latency(args) -> dict:
     from PIL import Image
 
     from benchmarks.timing import timed
+    from train.config import REPO_ROOT
     from twingan.faces import FaceCrop
     from twingan.pipeline import TranslationPipeline
 
@@ -320,13 +321,13 @@ def cmd_latency(args) -> dict:
     pipeline = TranslationPipeline.load(out, device=args.device)
     size = pipeline.cropper.resolution
     if args.pack:
-        from train.pack import decode_images, read_pack
+        from train.device.pack import decode_images, read_pack
 
         meta, arrays = read_pack(args.pack)
         offsets = arrays["source_offsets"][:args.faces + 1]
         faces = [Image.fromarray(a) for a in decode_images(arrays["source_data"], offsets, meta["resolution"])]
     else:
-        faces = [Image.open(Path(__file__).resolve().parent.parent / "examples" / "astronaut.png").convert("RGB")]
+        faces = [Image.open(REPO_ROOT / "examples" / "astronaut.png").convert("RGB")]
     faces = [(faces * args.faces)[i].resize((size, size), Image.Resampling.BICUBIC) for i in range(args.faces)]
     crops = [FaceCrop(f, (0.0, 0.0, float(size), float(size)), None, 0.0) for f in faces]
     hair = pipeline.default_hair
@@ -341,7 +342,7 @@ def cmd_latency(args) -> dict:
     except ImportError:
         report["detection"] = "skipped: facenet-pytorch is not installed here"
     else:
-        photo = Path(__file__).resolve().parent.parent / "examples" / "astronaut.png"
+        photo = REPO_ROOT / "examples" / "astronaut.png"
         times = timed(lambda: pipeline.translate(photo, hair=hair), max(1, args.repeats // 4), warmup=1)
         report["photo_with_detection_ms"] = round(1e3 * statistics.median(times), 1)
     print(json.dumps({"latency": report}), flush=True)
@@ -354,7 +355,7 @@ def cmd_latency(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.device", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m train.device.device", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("env", help="print the environment and measure the bf16 matmul peak")
     e.add_argument("--json", default=None)

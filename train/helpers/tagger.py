@@ -1,7 +1,7 @@
 """Train the anime tagger (or the CelebA human hair classifier) and write a test-split report.
 
-    python -m train.tagger --data ../shared/data/anime_tags --out checkpoints/tagger --seed 0
-    python -m train.tagger --task human_hair --data ../shared/data/celeba --out checkpoints/human-hair
+    python -m train.helpers.tagger --data ../shared/data/anime_tags --out checkpoints/tagger --seed 0
+    python -m train.helpers.tagger --task human_hair --data ../shared/data/celeba --out checkpoints/human-hair
 
 The output folder gets config.json + model.safetensors (fp16), report.json (test metrics, measured
 on the saved fp16 checkpoint reloaded), confusion.png and a README.md.
@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from train.config import default_data_root
 from train.data import DataError
-from train.tags_data import HUMAN_HAIR_CLASSES, AnimeTagsDataset, CelebAHairDataset, augment
+from train.augment import augment
+from train.tags_data import HUMAN_HAIR_CLASSES, AnimeTagsDataset, CelebAHairDataset
 from twingan.checkpoint import load_pretrained, save_pretrained
 from twingan.tagger import HumanHairClassifier, HumanHairConfig, Tagger, TaggerConfig
 
@@ -222,7 +223,7 @@ def _recalls(rep: dict) -> str:
 
 
 def write_readme(out: Path, args: argparse.Namespace, report: dict, argv: list[str]) -> None:
-    cmd = "python -m train.tagger " + " ".join(argv)
+    cmd = "python -m train.helpers.tagger " + " ".join(argv)
     if args.task == "anime":
         h, e = report["test"]["hair"], report["test"]["eye"]
         role = ("conditioning / auxiliary loss for GAN training" if args.seed == 0 else

@@ -1,7 +1,7 @@
 """A data pack for a device call: both domains' images as WebP bytes in one .npz, with their labels.
 
-`python -m train.pack [DATA_ROOT] [--config gpu-128] [--out pack/gpu-128.npz] [--max-mib 48]`
-`python -m train.pack --check pack/gpu-128.npz`
+`python -m train.device.pack [DATA_ROOT] [--config gpu-128] [--out pack/gpu-128.npz] [--max-mib 48]`
+`python -m train.device.pack --check pack/gpu-128.npz`
 
 The device machine gets only the working tree (64 MiB in all), so the pack has a hard cap. Raw uint8
 at 128 px is 48 KiB an image (about 1000 images in 48 MiB), so each image is stored encoded (WebP,
@@ -245,7 +245,7 @@ def read_pack(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     """(meta, arrays) of a pack file; raises PackError for a missing or foreign file."""
     path = Path(path)
     if not path.is_file():
-        raise PackError(f"pack not found: {path} (make one with `python -m train.pack`)")
+        raise PackError(f"pack not found: {path} (make one with `python -m train.device.pack`)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -308,7 +308,7 @@ def describe_pack(path: str | os.PathLike) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.pack", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m train.device.pack", description=__doc__.splitlines()[0])
     p.add_argument("data_root", nargs="?", default=None, help="data folder (default: $TWINGAN_DATA or ../shared/data)")
     p.add_argument("--config", default="gpu-128", help="training config naming the folders and the resolution")
     p.add_argument("--out", default=DEFAULT_PACK, help="pack file (relative to the repo root unless absolute)")

@@ -2,9 +2,9 @@
 and the same face in every hair colour of the vocabulary (or, with --eyes, the band of the portrait
 that holds the eyes, enlarged, in every eye colour).
 
-    python -m train.figures --checkpoint checkpoints/twingan-selfie2anime --out docs/results.png
-    python -m train.figures --eyes --out docs/eyes.png
-    python -m train.figures --selfies ../shared/data/selfie2anime/testA --count 6 --out runs/figures/testA.png
+    python -m train.evaluation.figures --checkpoint checkpoints/twingan-selfie2anime --out docs/results.png
+    python -m train.evaluation.figures --eyes --out docs/eyes.png
+    python -m train.evaluation.figures --selfies ../shared/data/selfie2anime/testA --count 6 --out runs/figures/testA.png
 
 The default inputs are the public-domain example photos in examples/. A grid made from the
 shared data sets (third-party images) belongs in a run folder, never in git.
@@ -18,11 +18,11 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from train.config import REPO_ROOT
 from twingan.checkpoint import CheckpointError
 from twingan.faces import IMAGE_SUFFIXES, FaceCrop, ImageError, crop_face, load_image
 from twingan.pipeline import DEFAULT_CHECKPOINT, KEEP, TranslationPipeline
 
-ROOT = Path(__file__).resolve().parent.parent
 CELL, LABEL = 96, 16  # pixels per image and per caption line
 
 
@@ -65,13 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     parser.add_argument("--photos", nargs="*", type=Path,
-                        default=sorted((ROOT / "examples").glob("*.png")), help="photos to detect faces in")
+                        default=sorted((REPO_ROOT / "examples").glob("*.png")), help="photos to detect faces in")
     parser.add_argument("--selfies", type=Path, help="a folder of already cropped selfies (instead of --photos)")
     parser.add_argument("--count", type=int, default=6, help="how many selfies from --selfies")
     parser.add_argument("--eyes", action="store_true", help="vary the eye colour instead; show the eye band")
     parser.add_argument("--out", type=Path, default=None, help="default docs/results.png (docs/eyes.png with --eyes)")
     args = parser.parse_args(argv)
-    out = args.out or ROOT / "docs" / ("eyes.png" if args.eyes else "results.png")
+    out = args.out or REPO_ROOT / "docs" / ("eyes.png" if args.eyes else "results.png")
     try:
         pipeline = TranslationPipeline.load(args.checkpoint, device="cpu")
         crops = input_crops(pipeline, args.photos, args.selfies, args.count)

@@ -1,11 +1,11 @@
 """Train the independent evaluation feature network (`twingan.featnet`): contrastive (SimCLR) on
 anime_tags train faces + CelebA train faces. Never on selfie2anime, whose test splits it judges.
 
-    python -m train.featnet --out checkpoints/featnet-eval --seed 0 --threads 1
+    python -m train.helpers.featnet --out checkpoints/featnet-eval --seed 0 --threads 1
 
 The output folder gets config.json + model.safetensors (fp16), report.json (held-out
 view-matching accuracy and loss, a Frechet-distance reference scale, all measured on the saved fp16 checkpoint
-reloaded) and a README.md. Nothing else in train/ may import this network except train.evaluate.
+reloaded) and a README.md. Nothing else in train/ may import this network except train.evaluation.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ import torch.nn.functional as F
 
 from train.config import default_data_root
 from train.data import decode_images, list_images
-from train.tagger import adamw_one_cycle
-from train.tags_data import augment, celeba_split, read_tags_csv
+from train.helpers.tagger import adamw_one_cycle
+from train.augment import augment
+from train.tags_data import celeba_split, read_tags_csv
 from twingan.checkpoint import load_pretrained, save_pretrained
 from twingan.featnet import FeatureNet, FeatureNetConfig, contrastive_loss
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m train.featnet", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m train.helpers.featnet", description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=Path(default_data_root()),
                    help="data root (default $TWINGAN_DATA or ../shared/data)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
@@ -152,7 +153,7 @@ Small residual CNN (`twingan.featnet.FeatureNet`, {report['parameters']:,} param
 weights) trained self-supervised and contrastively (SimCLR, NT-Xent at temperature {a['temperature']}): two
 augmented views of a face (crop, flip, brightness, channel gain, sometimes grey; never blur) must find
 each other among all views of a batch. Its pooled {report['feature_dim']}-d features give
-`train.evaluate`'s independent Frechet distance.
+`train.evaluation`'s independent Frechet distance.
 
 Use: evaluation ONLY. No loss and no data filter may use it; it differs from the taggers
 (plain conv-bn-relu CNNs trained to classify tags) in architecture, objective and data.
@@ -183,7 +184,7 @@ Trained in {report['train_minutes']:.1f} min on {a['threads']} CPU thread(s) (am
 machine shared with other jobs. Reproduce (from the repo root):
 
 ```
-python -m train.featnet {' '.join(argv)}
+python -m train.helpers.featnet {' '.join(argv)}
 ```
 """)
 
