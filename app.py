@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -99,18 +100,92 @@ def swatch_css(elem_id: str, colors: dict[str, str]) -> str:
     return "\n".join(rules[-4:] + rules[:-4])  # generic rules first so the colour rules win
 
 
+def demo_css(vocab) -> str:
+    """The page's CSS: colour swatches on the hair and eye radios, results kept in view."""
+    return "\n".join([swatch_css("hair-color", {c: HAIR_COLORS.get(c, "#888") for c in vocab.hair}),
+                      swatch_css("eye-color", {c: EYE_COLORS.get(c, "#888") for c in vocab.eye}),
+                      ".swatches .wrap { gap: 0.3em; }",
+                      # The results stay in view while the controls scroll (side by side, wide screens).
+                      "#results { position: sticky; top: 0.5em; align-self: flex-start; }"])
+
+
 def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
     """The Gradio UI around a loaded pipeline (queued; call `.launch()` on the result)."""
-    vocab = pipeline.vocab
-    hair_choices = [(CHOICE_LABELS.get(c, c), c) for c in pipeline.hair_choices]
-    eye_choices = [(CHOICE_LABELS.get(c, c), c) for c in pipeline.eye_choices]
-    has_reference = pipeline.tagger is not None
-    has_gallery = pipeline.index is not None
-    css = "\n".join([swatch_css("hair-color", {c: HAIR_COLORS.get(c, "#888") for c in vocab.hair}),
-                     swatch_css("eye-color", {c: EYE_COLORS.get(c, "#888") for c in vocab.eye}),
-                     ".swatches .wrap { gap: 0.3em; }",
-                     # The results stay in view while the controls scroll (side by side, wide screens).
-                     "#results { position: sticky; top: 0.5em; align-self: flex-start; }"])
+    with gr.Blocks(title="TwinGAN: selfie to anime") as demo:
+        gr.HTML(f"<style>{demo_css(pipeline.vocab)}</style>", padding=False)  # Blocks(css=) moved to launch() in Gradio 6
+        gr.Markdown("# TwinGAN: selfie to anime\nUpload a photo with up to four faces; each becomes "
+                    "an anime portrait. Pick the hair and eye colour, or let the model choose.")
+        if pipeline.notes:
+            gr.Markdown("\n".join(f"- {n}" for n in pipeline.notes), elem_id="notes")
+        with gr.Tab("Photo"):
+            controls = photo_tab(pipeline)
+        with gr.Tab("Live"):
+            live_tab(pipeline, controls)
+        with gr.Tab("Video"):
+            video_tab(pipeline)
+    # CPU: one request at a time is fastest (torch already uses every core); a GPU overlaps a few.
+    demo.queue(max_size=32, default_concurrency_limit=4 if pipeline.device.type == "cuda" else 1)
+    return demo
+
+
+def colour_choices(pipeline: TranslationPipeline) -> tuple[list, list]:
+    """The hair and eye radio choices as (label, value) pairs."""
+    return ([(CHOICE_LABELS.get(c, c), c) for c in pipeline.hair_choices],
+            [(CHOICE_LABELS.get(c, c), c) for c in pipeline.eye_choices])
+
+
+@dataclass
+class PhotoControls:
+    """The Photo tab's inputs; the Live tab reads its colour controls too."""
+
+    photo: gr.Image
+    button: gr.Button
+    hair: gr.Radio
+    hair_strength: gr.Slider
+    eye: gr.Radio
+    eye_strength: gr.Slider
+    reference: gr.Image
+    reference_info: gr.Markdown
+    paste: gr.Checkbox
+    max_faces: gr.Slider
+    upscale: gr.Checkbox
+
+
+def photo_controls(pipeline: TranslationPipeline) -> PhotoControls:
+    """The photo, the Translate button, the colour controls and the two closed accordions."""
+    hair_choices, eye_choices = colour_choices(pipeline)
+    photo = with_clear_image_errors(gr.Image(
+        label="Photo", type="filepath", image_mode=None,  # the pipeline decodes it
+        sources=["upload", "webcam", "clipboard"], elem_id="photo", height=320))
+    # Right under the photo: above the fold at 1280x900, next to where results appear.
+    button = gr.Button("Translate", variant="primary", elem_id="translate")
+    hair = gr.Radio(hair_choices, value=pipeline.default_hair, label="Hair colour",
+                    elem_id="hair-color", elem_classes="swatches")
+    hair_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Hair colour strength",
+                              info="0: what the model infers, 1: the chosen colour fully")
+    eye = gr.Radio(eye_choices, value=AUTO, label="Eye colour", elem_id="eye-color",
+                   elem_classes="swatches",
+                   info="Pink, aqua and orange eyes often come out weak or off the eyes (see the README)")
+    eye_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Eye colour strength")
+    with gr.Accordion("Look like this character (optional)", open=False,
+                      visible=pipeline.tagger is not None):
+        reference = with_clear_image_errors(gr.Image(
+            label="Reference anime image", type="filepath", image_mode=None,
+            sources=["upload", "clipboard"], elem_id="reference"))
+        reference_info = gr.Markdown(label="Reference tags")
+    with gr.Accordion("Advanced settings", open=False):
+        paste = gr.Checkbox(False, label="Also paste the anime faces back into the photo")
+        max_faces = gr.Slider(1, pipeline.cropper.max_faces, value=pipeline.cropper.max_faces,
+                              step=1, label="Faces to show (largest first)")
+        upscale = gr.Checkbox(True, label="Sharpen with the anime upscaler",
+                              info=f"Off: the portrait is only resized to {pipeline.display_size} px",
+                              visible=pipeline.upscaler is not None)
+    return PhotoControls(photo, button, hair, hair_strength, eye, eye_strength, reference, reference_info,
+                         paste, max_faces, upscale)
+
+
+def translate_handlers(pipeline: TranslationPipeline):
+    """(translate, translate_example): the /translate endpoint and the examples' function."""
 
     # Every input but the photo has a default, so `client.predict(handle_file(p), api_name="/translate")` works.
     def translate(photo, hair=pipeline.default_hair, hair_strength=1.0, eye=AUTO, eye_strength=1.0,
@@ -138,6 +213,12 @@ def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
                                        pipeline.cropper.max_faces)
         return gallery, status
 
+    return translate, translate_example
+
+
+def reference_handler(pipeline: TranslationPipeline):
+    """The /reference_tags endpoint: a reference anime image sets the colour controls."""
+
     def reference_controls(reference):
         if reference is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), ""
@@ -149,6 +230,67 @@ def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
                 f"{tags['eye']} eyes ({tags['eye_prob']:.0%}). Its hair style and accessories are used too.")
         return tags["hair"], 1.0, tags["eye"], 1.0, info
 
+    return reference_controls
+
+
+def photo_tab(pipeline: TranslationPipeline) -> PhotoControls:
+    """The Photo tab: the controls beside the portraits, the examples and the lookalikes."""
+    with gr.Row():
+        with gr.Column():
+            c = photo_controls(pipeline)
+        with gr.Column(elem_id="results"):
+            gallery = gr.Gallery(label="Face crops and anime portraits", columns=2, format="png",
+                                 buttons=["download", "fullscreen"], elem_id="portraits",
+                                 object_fit="contain", height="auto")
+            info = gr.Markdown(label="Status", elem_id="info")
+            # JPEG: a 2000 px photo encodes in ~20 ms, as PNG in ~2 s.
+            pasted = gr.Image(label="Photo with anime faces", format="jpeg", interactive=False,
+                              buttons=["download"], elem_id="pasted", visible=False)
+    translate, translate_example = translate_handlers(pipeline)
+    c.paste.change(lambda on: gr.Image(visible=on), c.paste, pasted, api_visibility="private")
+    c.button.click(translate, [c.photo, c.hair, c.hair_strength, c.eye, c.eye_strength, c.reference, c.paste,
+                               c.max_faces, c.upscale], [gallery, pasted, info], api_name="translate").then(
+        None, js=SHOW_RESULTS, api_visibility="private")  # narrow screens stack the columns
+    c.reference.change(reference_handler(pipeline), c.reference,
+                       [c.hair, c.hair_strength, c.eye, c.eye_strength, c.reference_info], api_name="reference_tags",
+                       api_visibility="public" if pipeline.tagger is not None else "private")
+    if EXAMPLES:
+        gr.Examples([[str(p)] for p in EXAMPLES if p.is_file()], inputs=[c.photo], outputs=[gallery, info],
+                    fn=translate_example, cache_examples=True, cache_mode="lazy",
+                    label="Examples (public domain, see examples/README.md)")
+    lookalikes_section(pipeline, c.photo)
+    return c
+
+
+def lookalikes_section(pipeline: TranslationPipeline, photo: gr.Image) -> None:
+    """The gallery faces nearest to the photo's largest face (shown when the pipeline has a gallery)."""
+    has_gallery = pipeline.index is not None
+
+    def lookalikes(photo):
+        if photo is None:
+            raise gr.Error("Upload a photo first", print_exception=False)
+        try:
+            found = pipeline.lookalikes(photo)
+        except ValueError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        # Images, not paths: Gradio only serves files from the working and temp folders.
+        return tuple([(load_image(m.path), f"{m.path.name} ({m.similarity:.2f})") for m in found.get(domain, [])]
+                     for domain in ("anime", "human"))
+
+    with gr.Column(visible=has_gallery):
+        gr.Markdown("### Lookalikes\nThe gallery faces nearest to your largest face in the "
+                    "model's shared latent space.")
+        look_button = gr.Button("Find lookalikes", variant="secondary", elem_id="lookalikes")
+        with gr.Row():
+            anime_near = gr.Gallery(label="Nearest anime faces", columns=4, height=220)
+            human_near = gr.Gallery(label="Nearest human faces", columns=4, height=220)
+        look_button.click(lookalikes, photo, [anime_near, human_near], api_name="lookalikes",
+                          api_visibility="public" if has_gallery else "private")
+
+
+def live_tab(pipeline: TranslationPipeline, c: PhotoControls) -> None:
+    """The Live tab: webcam frames translated continuously with the Photo tab's colours."""
+
     def live(frame, hair, hair_strength, eye, eye_strength, track):
         if frame is None:
             return gr.skip(), track
@@ -158,6 +300,45 @@ def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
             return gr.skip(), None  # keep the last portrait while the face is out of view
         except ValueError as err:
             raise gr.Error(str(err), print_exception=False) from None
+
+    gr.Markdown("Start the webcam: frames are translated continuously with the colours chosen "
+                "on the Photo tab, as fast as the machine allows.")
+    with gr.Row():
+        webcam = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy", elem_id="webcam")
+        live_out = gr.Image(label="Anime", format="jpeg", interactive=False, elem_id="live")
+    track = gr.State(None)  # this browser tab's face box, reused between detections
+    webcam.stream(live, [webcam, c.hair, c.hair_strength, c.eye, c.eye_strength, track], [live_out, track],
+                  api_name="live",
+                  stream_every=0.1, time_limit=120, concurrency_limit=4)
+
+
+def video_tab(pipeline: TranslationPipeline) -> None:
+    """The Video tab: a clip in, the anime MP4 out (/video), with its own colour controls."""
+    hair_choices, eye_choices = colour_choices(pipeline)
+    gr.Markdown(f"Upload a clip of up to {VIDEO_MAX_SECONDS} s (or record one): every face in every "
+                "frame becomes anime, the sound is kept. Frames over 1280 px are downscaled first.")
+    with gr.Row():
+        with gr.Column():
+            # format=None: the upload is read as it is (no conversion, which would need ffmpeg).
+            clip = gr.Video(label="Video", sources=["upload", "webcam"], format=None, elem_id="video-in",
+                            height=320)
+            video_button = gr.Button("Translate video", variant="primary", elem_id="translate-video")
+            video_hair = gr.Radio(hair_choices, value=pipeline.default_hair, label="Hair colour",
+                                  elem_classes="swatches")
+            video_hair_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Hair colour strength")
+            video_eye = gr.Radio(eye_choices, value=AUTO, label="Eye colour", elem_classes="swatches")
+            video_eye_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Eye colour strength")
+        with gr.Column():
+            video_out = gr.Video(label="Anime video", interactive=False, format=None, elem_id="video-out",
+                                 buttons=["download"])
+            video_info = gr.Markdown(label="Status", elem_id="video-info")
+    video_button.click(video_handler(pipeline, video_out),
+                       [clip, video_hair, video_hair_strength, video_eye, video_eye_strength],
+                       [video_out, video_info], api_name="video")
+
+
+def video_handler(pipeline: TranslationPipeline, video_out: gr.Video):
+    """The /video endpoint; its results go to a fresh folder in `video_out`'s Gradio cache."""
 
     def video(clip, hair=pipeline.default_hair, hair_strength=1.0, eye=AUTO, eye_strength=1.0,
               progress=gr.Progress()):
@@ -178,113 +359,7 @@ def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
                  *result.notes]
         return str(result.path), " ".join(lines)
 
-    def lookalikes(photo):
-        if photo is None:
-            raise gr.Error("Upload a photo first", print_exception=False)
-        try:
-            found = pipeline.lookalikes(photo)
-        except ValueError as err:
-            raise gr.Error(str(err), print_exception=False) from None
-        # Images, not paths: Gradio only serves files from the working and temp folders.
-        return tuple([(load_image(m.path), f"{m.path.name} ({m.similarity:.2f})") for m in found.get(domain, [])]
-                     for domain in ("anime", "human"))
-
-    with gr.Blocks(title="TwinGAN: selfie to anime") as demo:
-        gr.HTML(f"<style>{css}</style>", padding=False)  # Blocks(css=) moved to launch() in Gradio 6
-        gr.Markdown("# TwinGAN: selfie to anime\nUpload a photo with up to four faces; each becomes "
-                    "an anime portrait. Pick the hair and eye colour, or let the model choose.")
-        if pipeline.notes:
-            gr.Markdown("\n".join(f"- {n}" for n in pipeline.notes), elem_id="notes")
-        with gr.Tab("Photo"):
-            with gr.Row():
-                with gr.Column():
-                    photo = with_clear_image_errors(gr.Image(
-                        label="Photo", type="filepath", image_mode=None,  # the pipeline decodes it
-                        sources=["upload", "webcam", "clipboard"], elem_id="photo", height=320))
-                    # Right under the photo: above the fold at 1280x900, next to where results appear.
-                    button = gr.Button("Translate", variant="primary", elem_id="translate")
-                    hair = gr.Radio(hair_choices, value=pipeline.default_hair, label="Hair colour",
-                                    elem_id="hair-color", elem_classes="swatches")
-                    hair_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Hair colour strength",
-                                              info="0: what the model infers, 1: the chosen colour fully")
-                    eye = gr.Radio(eye_choices, value=AUTO, label="Eye colour", elem_id="eye-color",
-                                   elem_classes="swatches",
-                                   info="Pink, aqua and orange eyes often come out weak or off the eyes (see the README)")
-                    eye_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Eye colour strength")
-                    with gr.Accordion("Look like this character (optional)", open=False,
-                                      visible=has_reference):
-                        reference = with_clear_image_errors(gr.Image(
-                            label="Reference anime image", type="filepath", image_mode=None,
-                            sources=["upload", "clipboard"], elem_id="reference"))
-                        reference_info = gr.Markdown(label="Reference tags")
-                    with gr.Accordion("Advanced settings", open=False):
-                        paste = gr.Checkbox(False, label="Also paste the anime faces back into the photo")
-                        max_faces = gr.Slider(1, pipeline.cropper.max_faces, value=pipeline.cropper.max_faces,
-                                              step=1, label="Faces to show (largest first)")
-                        upscale = gr.Checkbox(True, label="Sharpen with the anime upscaler",
-                                              info=f"Off: the portrait is only resized to {pipeline.display_size} px",
-                                              visible=pipeline.upscaler is not None)
-                with gr.Column(elem_id="results"):
-                    gallery = gr.Gallery(label="Face crops and anime portraits", columns=2, format="png",
-                                         buttons=["download", "fullscreen"], elem_id="portraits",
-                                         object_fit="contain", height="auto")
-                    info = gr.Markdown(label="Status", elem_id="info")
-                    # JPEG: a 2000 px photo encodes in ~20 ms, as PNG in ~2 s.
-                    pasted = gr.Image(label="Photo with anime faces", format="jpeg", interactive=False,
-                                      buttons=["download"], elem_id="pasted", visible=False)
-            outputs = [gallery, pasted, info]
-            paste.change(lambda on: gr.Image(visible=on), paste, pasted, api_visibility="private")
-            button.click(translate, [photo, hair, hair_strength, eye, eye_strength, reference, paste, max_faces,
-                                     upscale], outputs, api_name="translate").then(
-                None, js=SHOW_RESULTS, api_visibility="private")  # narrow screens stack the columns
-            reference.change(reference_controls, reference, [hair, hair_strength, eye, eye_strength, reference_info],
-                             api_name="reference_tags", api_visibility="public" if has_reference else "private")
-            if EXAMPLES:
-                gr.Examples([[str(p)] for p in EXAMPLES if p.is_file()], inputs=[photo], outputs=[gallery, info],
-                            fn=translate_example, cache_examples=True, cache_mode="lazy",
-                            label="Examples (public domain, see examples/README.md)")
-            with gr.Column(visible=has_gallery):
-                gr.Markdown("### Lookalikes\nThe gallery faces nearest to your largest face in the "
-                            "model's shared latent space.")
-                look_button = gr.Button("Find lookalikes", variant="secondary", elem_id="lookalikes")
-                with gr.Row():
-                    anime_near = gr.Gallery(label="Nearest anime faces", columns=4, height=220)
-                    human_near = gr.Gallery(label="Nearest human faces", columns=4, height=220)
-                look_button.click(lookalikes, photo, [anime_near, human_near], api_name="lookalikes",
-                                  api_visibility="public" if has_gallery else "private")
-        with gr.Tab("Live"):
-            gr.Markdown("Start the webcam: frames are translated continuously with the colours chosen "
-                        "on the Photo tab, as fast as the machine allows.")
-            with gr.Row():
-                webcam = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy", elem_id="webcam")
-                live_out = gr.Image(label="Anime", format="jpeg", interactive=False, elem_id="live")
-            track = gr.State(None)  # this session's face box, reused between detections
-            webcam.stream(live, [webcam, hair, hair_strength, eye, eye_strength, track], [live_out, track],
-                          api_name="live",
-                          stream_every=0.1, time_limit=120, concurrency_limit=4)
-        with gr.Tab("Video"):
-            gr.Markdown(f"Upload a clip of up to {VIDEO_MAX_SECONDS} s (or record one): every face in every "
-                        "frame becomes anime, the sound is kept. Frames over 1280 px are downscaled first.")
-            with gr.Row():
-                with gr.Column():
-                    # format=None: the upload is read as it is (no conversion, which would need ffmpeg).
-                    clip = gr.Video(label="Video", sources=["upload", "webcam"], format=None, elem_id="video-in",
-                                    height=320)
-                    video_button = gr.Button("Translate video", variant="primary", elem_id="translate-video")
-                    video_hair = gr.Radio(hair_choices, value=pipeline.default_hair, label="Hair colour",
-                                          elem_classes="swatches")
-                    video_hair_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Hair colour strength")
-                    video_eye = gr.Radio(eye_choices, value=AUTO, label="Eye colour", elem_classes="swatches")
-                    video_eye_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Eye colour strength")
-                with gr.Column():
-                    video_out = gr.Video(label="Anime video", interactive=False, format=None, elem_id="video-out",
-                                         buttons=["download"])
-                    video_info = gr.Markdown(label="Status", elem_id="video-info")
-            video_button.click(video, [clip, video_hair, video_hair_strength, video_eye, video_eye_strength],
-                               [video_out, video_info], api_name="video")
-    # CPU: one request at a time is fastest (torch already uses every core); a GPU overlaps a few.
-    demo.queue(max_size=32, default_concurrency_limit=4 if pipeline.device.type == "cuda" else 1)
-    return demo
+    return video
 
 
 def parse_args(argv=None) -> argparse.Namespace:

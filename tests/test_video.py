@@ -17,7 +17,8 @@ from conftest import ASTRONAUT
 from clips import flicker, read_frames, sound_peak, still_frames, write_clip
 from twingan.faces import NoFaceError
 from twingan.pipeline import AUTO, KEEP, TranslationPipeline
-from twingan.video import Detection, FaceTracker, VideoError, match, output_size, smooth_box, translate_video
+from twingan.tracking import Detection, FaceTracker, match, smooth_box
+from twingan.video import VideoError, output_size, translate_video
 
 FPS = 12
 

@@ -5,9 +5,9 @@ FFmpeg: nothing to install or download) and writes an MP4: H.264 in yuv420p at e
 with the source's sound (AAC copied as it is, any other codec re-encoded to AAC) and its timestamps.
 
 Temporal stability. Faces are detected every `detect_every` frames and each detection is matched
-to a face track by IoU (`FaceTracker`). With `smooth`, a track's box follows its detections by an
-exponential moving average whose weight grows with how far the face moved (detector jitter is
-averaged away, a real move is followed at once), and the frames between two detections take boxes
+to a face track by IoU (`twingan.tracking.FaceTracker`). With `smooth`, a track's box follows its
+detections by an exponential moving average whose weight grows with how far the face moved (detector
+jitter is averaged away, a real move is followed at once), and the frames between two detections take boxes
 interpolated between them. Without it, the frames between reuse the last detected box, as the
 app's live mode does. Either way a track's tag vector is fixed when the track starts: "keep my
 hair colour" is read once per face, so a face keeps its colours for the whole clip.
@@ -35,20 +35,13 @@ from PIL import Image
 from twingan.faces import FaceCrop, NoFaceError, crop_box, crop_face, paste_back
 from twingan.images import MIN_SIDE, ImageError, fit
 from twingan.pipeline import AUTO, KEEP, TranslationPipeline
+from twingan.tracking import Detection, Face, FaceTracker
 
 VideoSource = Union[str, os.PathLike, BinaryIO]
-Box = tuple[float, float, float, float]  # (x0, y0, x1, y1) in frame pixels
 Progress = Callable[[int, int | None], None]  # (frames done, total frames or None when unknown)
 
 MAX_SIDE = 1280  # px: longer frames are downscaled first (720p keeps faces sharp; detection and paste cost ~pixels)
 DEFAULT_FPS = 30  # when the container gives no frame rate
-MATCH_IOU = 0.3  # a detection continues a track when their crop boxes overlap at least this much
-TRACK_PATIENCE = 2  # detections in a row that may miss a face before its track ends (a blink, a turn)
-# Box smoothing: the weight of a new detection is move / SMOOTH_SNAP (move: the largest coordinate
-# change as a fraction of the box side), at least SMOOTH_MIN_WEIGHT. Detector jitter (~1% of the
-# side) gets the minimum, which keeps ~0.4 of its amplitude; a move of 10% of the side is followed
-# at once, so a moving face is not left behind.
-SMOOTH_MIN_WEIGHT, SMOOTH_SNAP = 0.25, 0.1
 X264_OPTIONS = {"crf": "20", "preset": "veryfast"}  # near-transparent quality; encoding stays a small part of a frame
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 _IMAGE_FORMATS = ("image2", "gif")  # demuxers of still images (plus FFmpeg's "*_pipe" image readers)
@@ -64,152 +57,10 @@ class VideoResult:
     frames: int  # frames written (every frame of the source)
     seconds: float  # duration of the video
     fps: float  # average frame rate
-    faces: int  # face tracks; a face lost for more than TRACK_PATIENCE detections counts again on return
+    faces: int  # face tracks; a face lost for more than tracking.TRACK_PATIENCE detections counts again
     size: tuple[int, int] = (0, 0)  # (width, height) of the output frames
     audio: bool = False  # whether the output has the source's sound
     notes: list[str] = field(default_factory=list)  # for the status line: hair colours read, downscaling
-
-
-# ---------------------------------------------------------------------------------------------
-# Tracking: pure helpers on boxes, then the tracker
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
-def match(tracks: list[Box], detections: list[Box], min_iou: float = MATCH_IOU) -> list[tuple[int, int]]:
-    """Greedy one-to-one (track index, detection index) pairs, highest IoU first."""
-    pairs = sorted(((iou(t, d), i, j) for i, t in enumerate(tracks) for j, d in enumerate(detections)),
-                   reverse=True)
-    used_t, used_d, out = set(), set(), []
-    for overlap, i, j in pairs:
-        if overlap < min_iou:
-            break
-        if i not in used_t and j not in used_d:
-            used_t.add(i)
-            used_d.add(j)
-            out.append((i, j))
-    return out
-
-
-def smooth_box(prev: Box, new: Box, min_weight: float = SMOOTH_MIN_WEIGHT, snap: float = SMOOTH_SNAP) -> Box:
-    """One step of the adaptive moving average (see SMOOTH_MIN_WEIGHT)."""
-    move = max(abs(p - n) for p, n in zip(prev, new)) / max(prev[2] - prev[0], 1e-6)
-    w = min(1.0, max(min_weight, move / snap))
-    return tuple(p + w * (n - p) for p, n in zip(prev, new))
-
-
-def lerp_box(a: Box, b: Box, t: float) -> Box:
-    return tuple(x + t * (y - x) for x, y in zip(a, b))
-
-
-@dataclass(frozen=True)
-class Detection:
-    box: Box  # the model's crop square around the detected face
-    angle: float  # degrees, see crop_box
-    context_box: Box | None  # the hair classifier's frame, when the cropper has one
-
-
-@dataclass(frozen=True)
-class Face:
-    """Where one track's face is in one frame, and the tags it is translated with."""
-
-    track: int
-    box: Box
-    angle: float
-    tags: torch.Tensor  # (vocab.dim,)
-
-
-@dataclass
-class _Track:
-    id: int
-    box: Box
-    angle: float
-    tags: torch.Tensor  # fixed when the track starts
-    missed: int = 0  # detections in a row that did not find it
-
-
-class FaceTracker:
-    """Face boxes for a stream of frames, detected every `detect_every` frames.
-
-    `push(frame, key)` returns the frames whose boxes are now known, each with its faces, in order; with
-    `smooth` the frames between two detections wait for the second one (their boxes are
-    interpolated), so up to detect_every - 1 frames are held. `flush()` returns the rest.
-
-    detect(frame) -> detections, largest first; start(frame, detection) -> the new track's tags.
-    """
-
-    def __init__(self, detect: Callable[[Image.Image], list[Detection]],
-                 start: Callable[[Image.Image, Detection], torch.Tensor], detect_every: int = 4,
-                 smooth: bool = True, max_faces: int = 4):
-        if detect_every < 1:
-            raise ValueError(f"detect_every must be at least 1, got {detect_every}")
-        self.detect, self.start = detect, start
-        self.detect_every, self.smooth, self.max_faces = detect_every, smooth, max_faces
-        self.tracks: list[_Track] = []
-        self.started = 0  # tracks ever started
-        self._index = 0
-        self._shown: dict[int, Face] = {}  # the faces at the last detection
-        self._held: list[tuple[Image.Image, object]] = []  # frames since the last detection (smooth only)
-
-    def push(self, frame: Image.Image, key=None) -> list[tuple[Image.Image, object, list[Face]]]:
-        """Add the next frame (`key` travels with it, e.g. its timestamp); returns the frames ready,
-        as (frame, key, faces)."""
-        index, self._index = self._index, self._index + 1
-        if index % self.detect_every:
-            if self.smooth:
-                self._held.append((frame, key))
-                return []
-            return [(frame, key, list(self._shown.values()))]
-        before, now = self._shown, self._update(frame)
-        ready = []
-        for k, (held, held_key) in enumerate(self._held, 1):
-            t = k / (len(self._held) + 1)
-            faces = [Face(f.track, lerp_box(f.box, now[f.track].box, t), f.angle + t * (now[f.track].angle - f.angle),
-                          f.tags) if f.track in now else f for f in before.values()]
-            ready.append((held, held_key, faces))
-        self._held = []
-        self._shown = now
-        return ready + [(frame, key, list(now.values()))]
-
-    def flush(self) -> list[tuple[Image.Image, object, list[Face]]]:
-        """The frames still held, with the boxes of the last detection."""
-        ready = [(frame, key, list(self._shown.values())) for frame, key in self._held]
-        self._held = []
-        return ready
-
-    def _update(self, frame: Image.Image) -> dict[int, Face]:
-        detections = self.detect(frame)
-        pairs = match([t.box for t in self.tracks], [d.box for d in detections])
-        matched = {i: j for i, j in pairs}
-        alive = []
-        for i, track in enumerate(self.tracks):
-            if i in matched:
-                d = detections[matched[i]]
-                if self.smooth:
-                    track.box = smooth_box(track.box, d.box)
-                    track.angle += (d.angle - track.angle) * SMOOTH_MIN_WEIGHT
-                else:
-                    track.box, track.angle = d.box, d.angle
-                track.missed = 0
-            else:
-                track.missed += 1
-            if track.missed <= TRACK_PATIENCE:
-                alive.append(track)
-        taken = set(matched.values())
-        for j, d in enumerate(detections):
-            if j not in taken and len(alive) < self.max_faces:
-                alive.append(_Track(self.started, d.box, d.angle, self.start(frame, d)))
-                self.started += 1
-        self.tracks = alive
-        return {t.id: Face(t.id, t.box, t.angle, t.tags) for t in alive}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,7 +280,7 @@ def translate_video(pipeline: TranslationPipeline, src: VideoSource, dst: str | 
         first_pts = last_pts = None
         size = turns = None
         frames = 0
-        notes = []
+        notes: list[str] = []
 
         def write(ready) -> None:
             nonlocal frames
@@ -443,28 +294,15 @@ def translate_video(pipeline: TranslationPipeline, src: VideoSource, dst: str | 
                 writer.sound(packet)
                 continue
             for frame in _checked(packet.decode()):
-                pts = frame.pts if frame.pts is not None else (last_pts + step if last_pts is not None else 0)
-                if last_pts is not None and pts <= last_pts:
-                    pts = last_pts + 1  # the encoder needs strictly increasing timestamps
+                pts = last_pts = _frame_pts(frame, last_pts, step)
                 first_pts = pts if first_pts is None else first_pts
-                last_pts = pts
                 if max_seconds is not None and float((pts - first_pts) * time_base) > max_seconds:
                     raise VideoError(f"The video is longer than {max_seconds:g} s, the most that can be "
                                      "translated here (trim it first)")
                 if size is None:
-                    turns = round(frame.rotation / 90) % 4  # counter-clockwise quarter turns for display
-                    shown = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
-                    size = output_size(frame.width, frame.height, turns)
-                    if min(shown) < MIN_SIDE:
-                        raise VideoError(f"The video is too small ({shown[0]}x{shown[1]}); it needs at "
-                                         f"least {MIN_SIDE} px per side")
-                    if size != shown and max(shown) > MAX_SIDE:
-                        notes.append(f"Frames downscaled from {shown[0]}x{shown[1]} to {size[0]}x{size[1]}.")
+                    size, turns, notes = _output_frame(frame)
                     writer.open(*size)
-                stored = (size[1], size[0]) if turns % 2 else size
-                rgb = frame.to_ndarray(format="rgb24", width=stored[0], height=stored[1])
-                image = Image.fromarray(np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb)
-                write(tracker.push(image, pts))
+                write(tracker.push(_upright_image(frame, size, turns), pts))
         if size is None:
             raise VideoError("The video has no readable frames")
         write(tracker.flush())
@@ -481,6 +319,34 @@ def translate_video(pipeline: TranslationPipeline, src: VideoSource, dst: str | 
         if bar is not None:
             bar.close()
         container.close()
+
+
+def _frame_pts(frame, last_pts: int | None, step: int) -> int:
+    """The frame's timestamp: one step after the last where it has none, and always after the last
+    (the encoder needs strictly increasing timestamps)."""
+    pts = frame.pts if frame.pts is not None else (last_pts + step if last_pts is not None else 0)
+    return last_pts + 1 if last_pts is not None and pts <= last_pts else pts
+
+
+def _output_frame(frame) -> tuple[tuple[int, int], int, list[str]]:
+    """For a clip whose first frame is `frame`: the output (width, height), the counter-clockwise
+    quarter turns that show it upright, and a note when it is downscaled. VideoError when too small."""
+    turns = round(frame.rotation / 90) % 4
+    shown = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
+    size = output_size(frame.width, frame.height, turns)
+    if min(shown) < MIN_SIDE:
+        raise VideoError(f"The video is too small ({shown[0]}x{shown[1]}); it needs at "
+                         f"least {MIN_SIDE} px per side")
+    if size != shown and max(shown) > MAX_SIDE:
+        return size, turns, [f"Frames downscaled from {shown[0]}x{shown[1]} to {size[0]}x{size[1]}."]
+    return size, turns, []
+
+
+def _upright_image(frame, size: tuple[int, int], turns: int) -> Image.Image:
+    """`frame` as an RGB image of `size` (width, height, as shown), turned upright."""
+    stored = (size[1], size[0]) if turns % 2 else size
+    rgb = frame.to_ndarray(format="rgb24", width=stored[0], height=stored[1])
+    return Image.fromarray(np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb)
 
 
 def _progress(progress: bool | Progress, total: int | None):

@@ -35,19 +35,28 @@ def _two_sample(m: dict, prefix: str) -> str:
     return f"{100 * m[f'{prefix}_accuracy']:.1f}% +- {100 * m[f'{prefix}_stderr']:.1f}"
 
 
-def format_table(m: dict) -> str:
-    def gate(key: str) -> str:
-        direction, threshold = GATES[key]
-        shown = f"{100 * threshold:.0f}%" if key in PERCENT_GATES else f"{threshold:g}"
-        return f"gate {direction} {shown}: {'pass' if passes(m, key) else 'FAIL'}"
+def _gate(m: dict, key: str) -> str:
+    """The gate of `key` and whether `m` meets it, for the table: "gate >= 0.5: pass"."""
+    direction, threshold = GATES[key]
+    shown = f"{100 * threshold:.0f}%" if key in PERCENT_GATES else f"{threshold:g}"
+    return f"gate {direction} {shown}: {'pass' if passes(m, key) else 'FAIL'}"
 
-    lines = ["| metric | value |", "|---|---|"]
+
+def format_table(m: dict) -> str:
+    """The metrics dict as a markdown table (the app's portraits first, then the model's own
+    outputs), followed by the per-colour readings and the notes."""
+    return "\n".join(["| metric | value |", "|---|---|", *_app_rows(m), *_model_rows(m)]) + _notes(m)
+
+
+def _app_rows(m: dict) -> list[str]:
+    """Table rows of the app's portraits: sharpness ratio and the two-sample test at 128 px."""
+    lines = []
     if "app_sharpness_ratio" in m:
         size = m["app_size"]
         lines.append(f"| the app's portraits (TranslationPipeline at its default controls, the largest face, at {size} px): "
                      f"test selfies with a face found | {m['app_selfies_detected']} of {m['app_selfies_n']} |")
         lines.append(f"| sharpness ratio of those portraits vs {m['app_reference_n']} real anime faces at {size} px "
-                     f"({gate('app_sharpness_ratio')}), +- standard error over the portraits "
+                     f"({_gate(m, 'app_sharpness_ratio')}), +- standard error over the portraits "
                      f"| {m['app_sharpness_ratio']:.3f} +- {m['app_sharpness_ratio_stderr']:.3f} |")
         lines.append(f"| sharpness ratio of the app's portraits of {m['app_photos_faces']} faces in {m['app_photos_n']} "
                      f"real photos | {m['app_sharpness_ratio_photos']:.3f} +- {m['app_sharpness_ratio_photos_stderr']:.3f} |")
@@ -59,15 +68,22 @@ def format_table(m: dict) -> str:
         n_train, n_test = m["app_two_sample_n_train"], m["app_two_sample_n_test"]
         lines.append(f"| two-sample test at {m['app_two_sample_resolution']} px: the app's portraits of test selfies vs real "
                      f"anime, trained on {n_train[0]} + {n_train[1]} for {m['app_two_sample_steps']} steps, "
-                     f"{n_test[0]} + {n_test[1]} held out (50% = indistinguishable; {gate('app_two_sample_accuracy')}) "
+                     f"{n_test[0]} + {n_test[1]} held out (50% = indistinguishable; {_gate(m, 'app_two_sample_accuracy')}) "
                      f"| {_two_sample(m, 'app_two_sample')} |")
         if "app_two_sample_real_accuracy" in m:
             lines.append(f"| the same test on real anime vs real anime / on real anime taken to {TWO_SAMPLE_BLUR} px and back "
                          f"vs real anime | {_two_sample(m, 'app_two_sample_real')} / "
                          f"{_two_sample(m, f'app_two_sample_real_{TWO_SAMPLE_BLUR}px')} |")
     elif "app_two_sample_skipped" in m:
-        lines.append(f"| two-sample test at {APP_SIZE} px ({gate('app_two_sample_accuracy')}) "
+        lines.append(f"| two-sample test at {APP_SIZE} px ({_gate(m, 'app_two_sample_accuracy')}) "
                      f"| not run: {m['app_two_sample_skipped']} |")
+    return lines
+
+
+def _model_rows(m: dict) -> list[str]:
+    """Table rows of the model's own outputs: two-sample test, FDs, fixed pattern, colour control,
+    input retrieval, feature spread and reconstruction."""
+    lines = []
     if "two_sample_accuracy" in m:
         lines.append(f"| two-sample test of the model's translations at {m['two_sample_resolution']} px: held-out accuracy "
                      f"telling them from real anime, {m['two_sample_n_test'][0]} + {m['two_sample_n_test'][1]} images, "
@@ -76,14 +92,14 @@ def format_table(m: dict) -> str:
         lines.append(f"| independent FD (featnet-eval) translated selfies vs anime | {m['indep_fd']:.2f} |")
         lines.append(f"| independent FD floor (real anime) / ceiling (raw selfies) "
                      f"| {m['indep_fd_floor']:.2f} / {m['indep_fd_ceiling']:.2f} |")
-        lines.append(f"| independent FD fraction floor->ceiling ({gate('indep_fd_fraction')}) | {m['indep_fd_fraction']:.3f} |")
-    lines.append(f"| fixed-pattern share of the translations ({gate('fixed_pattern_share')}); real anime, selfies "
+        lines.append(f"| independent FD fraction floor->ceiling ({_gate(m, 'indep_fd_fraction')}) | {m['indep_fd_fraction']:.3f} |")
+    lines.append(f"| fixed-pattern share of the translations ({_gate(m, 'fixed_pattern_share')}); real anime, selfies "
                  f"| {m['fixed_pattern_share']:.3f}; {m['fixed_pattern_share_anime']:.3f}, "
                  f"{m['fixed_pattern_share_selfies']:.3f} |")
     for group in ("hair", "eye"):
         n_all, confirmed, key = len(m[f"{group}_per_colour"]), m[f"{group}_confirmed"], f"{group}_accuracy_confirmed"
         lines.append(f"| {group} colour control, the {len(confirmed)} of {n_all} colours tagger-eval confirms on "
-                     f"real anime ({gate(key) if key in GATES else 'reported'}), +- standard error over the selfies "
+                     f"real anime ({_gate(m, key) if key in GATES else 'reported'}), +- standard error over the selfies "
                      f"| {_pct_se(m, key)} |")
         beside = ""
         if key in GATES:
@@ -97,7 +113,7 @@ def format_table(m: dict) -> str:
                      f"colours it confirms on real anime | {_pct_se(m, 'hair_accuracy_confirmed', '_second')} / "
                      f"{_pct_se(m, 'eye_accuracy_confirmed', '_second')} |")
     lines.append(f"| input retrieval top-1 from the output's grey layout, chance {100 * m['retrieval_chance_top1']:.1f}% "
-                 f"({gate('retrieval_top1')}) | {100 * m['retrieval_top1']:.1f}% |")
+                 f"({_gate(m, 'retrieval_top1')}) | {100 * m['retrieval_top1']:.1f}% |")
     per_vector = m["retrieval_top1_per_vector"]
     lines.append(f"| input retrieval top-1 with {len(per_vector)} fixed tag vectors, the first gated (mean) | "
                  + ", ".join(f"{100 * r:.1f}%" for r in per_vector)
@@ -112,9 +128,15 @@ def format_table(m: dict) -> str:
                      f"| {v['human_std']:.3f} / {v['anime_std']:.3f} ({v['ratio']:.2f}) |")
     lines.append(f"| reconstruction L1, human | {m['recon_l1_human']:.4f} |")
     lines.append(f"| reconstruction L1, anime | {m['recon_l1_anime']:.4f} |")
+    return lines
+
+
+def _notes(m: dict) -> str:
+    """The lines under the table: per-colour readings, what the judges confirm, the pipeline's notes
+    and the photos the app returns no portrait for."""
     per = ", ".join(f"{k} {100 * v:.0f}%" for k, v in m["hair_per_colour"].items())
     per_eye = ", ".join(f"{k} {100 * v:.0f}%" for k, v in m["eye_per_colour"].items())
-    text = "\n".join(lines) + f"\n\nhair per colour: {per}\neye per colour: {per_eye}"
+    text = f"\n\nhair per colour: {per}\neye per colour: {per_eye}"
     if "eye_per_colour_second" in m:
         text += "\neye per colour, tagger-eval-residual: " + ", ".join(
             f"{k} {100 * v:.0f}%" for k, v in m["eye_per_colour_second"].items())
