@@ -26,8 +26,15 @@ from PIL import Image
 from twingan.checkpoint import CheckpointError
 from twingan.faces import NoFaceError
 from twingan.images import ImageError, load_image
-from twingan.pipeline import (AUTO, DEFAULT_CHECKPOINT, DEFAULT_HAIR_CLASSIFIER, DEFAULT_TAGGER, KEEP,
-                              TranslationPipeline, default_cache_dir)
+from twingan.pipeline import (
+    AUTO,
+    DEFAULT_CHECKPOINT,
+    DEFAULT_HAIR_CLASSIFIER,
+    DEFAULT_TAGGER,
+    KEEP,
+    TranslationPipeline,
+    default_cache_dir,
+)
 from twingan.video import translate_video
 from twingan.vocab import EYE_COLORS, HAIR_COLORS
 

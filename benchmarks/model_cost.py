@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from functools import partial
 
 import torch
 from torch import nn
@@ -78,7 +79,7 @@ def upscaler_latency(runs: int = 50) -> None:
     for side in (64, 128):
         x = torch.rand(1, 3, side, side)
         with torch.inference_mode():
-            ms = sorted(t * 1e3 for t in timed(lambda: model.upscale(x), runs, warmup=3))
+            ms = sorted(t * 1e3 for t in timed(partial(model.upscale, x), runs, warmup=3))
         p90 = ms[round(0.9 * (runs - 1))]
         print(f"  {side:>3} -> {2 * side:<3}  p50 {statistics.median(ms):6.1f} ms   p90 {p90:6.1f} ms")
 
@@ -108,7 +109,7 @@ def main() -> None:
             for batch in (1, 8):
                 x = torch.rand(batch, 3, res, res).to(memory_format=memory_format)
                 with torch.inference_mode():
-                    t = seconds(lambda: model.translate(x), args.repeats)
+                    t = seconds(partial(model.translate, x), args.repeats)
                 gflops = 2 * macs * batch / t / 1e9
                 print(f"{name:9} {res:>4} {params:>9.2f} {macs / 1e9:>9.2f} {batch:>5} {t * 1e3:>9.1f} "
                       f"{batch / t:>7.1f} {gflops:>8.0f} {100 * gflops / peak:>6.0f}%")

@@ -137,7 +137,7 @@ CORPUS = {  # name: (file name, bytes factory, expected message (a regex) or Non
     "png-bomb": ("bomb.png", lambda: png_header(20000, 20000, b"\0" * 64), "too large"),
     "cmyk-jpeg": ("cmyk.jpg", lambda: encode(_astronaut().convert("CMYK"), "JPEG"), None),
     "16-bit-png": ("deep.png", lambda: encode(Image.fromarray(
-        (np.asarray(_astronaut().convert("L"), np.uint16) * 257)), "PNG"), None),
+        np.asarray(_astronaut().convert("L"), np.uint16) * 257), "PNG"), None),
     "palette-png-transparent": ("palette.png", lambda: encode(_astronaut().quantize(64), "PNG", transparency=0), None),
     "animated-gif": ("animated.gif", _animated_gif, None),
     "tiff": ("photo.tiff", lambda: encode(_astronaut(), "TIFF"), None),
@@ -172,7 +172,7 @@ def test_crowd_of_50_faces_uses_the_largest_4_quickly(client, app_server, tmp_pa
     start = time.perf_counter()
     faces = pipeline.translate(tmp_path / "crowd.jpg", AUTO).faces
     seconds = time.perf_counter() - start
-    for face, square in zip(faces, squares[:4]):  # each face box lies in one of the 4 largest faces
+    for face in faces[:4]:  # each face box lies in one of the 4 largest faces
         x0, y0, x1, y1 = face.box
         assert any(sx0 - 40 < (x0 + x1) / 2 < sx1 + 40 and sy0 - 40 < (y0 + y1) / 2 < sy1 + 40
                    for sx0, sy0, sx1, sy1 in squares[:4]), (face.box, squares[:4])

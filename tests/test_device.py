@@ -17,8 +17,8 @@ import torch
 from samples import write_smooth_images
 from train.config import ConfigError, load_config
 from train.device.device import MAX_FILE, MAX_FILES, compact_state, join_parts, write_parts
-from train.engine import Trainer, stage_at_time
 from train.device.pack import PackError, build_pack, check_ignored, describe_pack, load_pack, read_pack
+from train.engine import Trainer, stage_at_time
 from twingan.checkpoint import load_pretrained
 from twingan.model import TwinGAN
 from twingan.vocab import BINARY_TAGS, DEFAULT_VOCAB

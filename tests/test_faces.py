@@ -12,7 +12,6 @@ from PIL import Image, features
 
 from conftest import data_root
 from samples import STORE_FOR_ORIENTATION, encode, oriented_jpeg, png_header
-
 from twingan.faces import (
     CELEBA_MARGINS,
     ORIGINAL_MARGINS,

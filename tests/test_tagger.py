@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import data_root
-from train.helpers import tagger as train_tagger
 from train.augment import augment
+from train.helpers import tagger as train_tagger
 from train.tags_data import TagsDataError, read_celeba_hair, read_tags_csv
 from twingan.checkpoint import load_pretrained, save_pretrained
 from twingan.metrics import control_accuracy, frechet_distance, input_retrieval, kernel_inception_distance

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from conftest import ASTRONAUT, data_root
 from samples import webcam_frame, write_smooth_images
-from train.helpers import upscaler as train_upscaler
 from train.data import decode_images
+from train.helpers import upscaler as train_upscaler
 from train.helpers.upscaler import Degradation, clean_input, degrade, downsample, load_faces
 from twingan.checkpoint import load_pretrained, save_pretrained
 from twingan.pipeline import AUTO, DEFAULT_UPSCALER, TranslationPipeline

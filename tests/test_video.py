@@ -13,8 +13,8 @@ import av
 import numpy as np
 import pytest
 
-from conftest import ASTRONAUT
 from clips import flicker, read_frames, sound_peak, still_frames, write_clip
+from conftest import ASTRONAUT
 from twingan.faces import NoFaceError
 from twingan.pipeline import AUTO, KEEP, TranslationPipeline
 from twingan.tracking import Detection, FaceTracker, match, smooth_box

@@ -67,23 +67,34 @@ class TrainConfig:
     reverse: bool = True  # also translate target -> source (second discriminator)
     w_tag_d: float = 1.0  # tag head of the target discriminator: CE on real tags, G gets it on fakes
     w_tagger: float = 0.0  # frozen tagger's loss on translations (0 = off)
-    w_tagger_eye: float = 1.0  # weight of the eye-colour term inside w_tagger's CE (0: the frozen tagger teaches hair only; eyes come from D's tag head and w_eye_colour)
+    # Weight of the eye-colour term inside w_tagger's CE (0: the frozen tagger teaches hair only; eyes come
+    # from D's tag head and w_eye_colour).
+    w_tagger_eye: float = 1.0
     w_tagger_features: float = 0.0  # match mean/std of frozen-tagger features of translations to real target images
-    w_align: float = 0.0  # match per-position mean/std of source encodings to target encodings at the latent and every skip G reads
-    w_shift: float = 0.0  # L1 between translate(shift(x)) and shift(translate(x)), a random shift of up to 1/8 of the side: what is painted at fixed places, whatever the input, breaks it
-    w_eye_colour: float = 0.0  # each eye of a translation (found on the source by the face detector) must hold pixels of the asked eye colour's RGB (train.losses.EYE_RGB): a pixel loss, not a network's reading
+    # Match the per-position mean/std of source encodings to target encodings at the latent and every skip G reads.
+    w_align: float = 0.0
+    # L1 between translate(shift(x)) and shift(translate(x)), a random shift of up to 1/8 of the side: what is
+    # painted at fixed places, whatever the input, breaks it.
+    w_shift: float = 0.0
+    # Each eye of a translation (found on the source by the face detector) must hold pixels of the asked eye
+    # colour's RGB (train.losses.EYE_RGB): a pixel loss, not a network's reading.
+    w_eye_colour: float = 0.0
     d_width: float = 1.0  # discriminator channels = this x the generator's (D is not exported: inference cost unchanged)
     tagger: str = "checkpoints/tagger"  # frozen tagger for w_tagger (relative to the repo root)
     fill_tags_threshold: float = 0.0  # >0: untagged target images get the tagger's colours where it is this sure
     tagger_wait: bool = True  # if the tagger is missing, keep training and load it once it appears
     own_hair_prob: float = 0.2  # chance a source image with a known hair colour keeps it as the target tag
     uniform_color_prob: float = 0.5  # chance the hair/eye tag is drawn uniformly, so rare colours are learned
-    target_eye_balance: float = 0.0  # >0: each target image appears (commonest eye colour's count / its eye colour's count)^this times an epoch, so D's tag head and the anime reconstructions see rare eye colours from real images (0 = once each)
+    # >0: each target image appears (commonest eye colour's count / its eye colour's count)^this times an epoch,
+    # so D's tag head and the anime reconstructions see rare eye colours from real images (0 = once each).
+    target_eye_balance: float = 0.0
     gp: str = "dragan"  # gradient penalty: "dragan" (original), "r1" or "none"
     gp_weight: float = 0.25  # original DRAGAN lambda
     gp_every: int = 1  # lazy regularisation: apply every k steps with weight * k
     augment: bool = True  # flip, crop 0.8-1.0, brightness (hue left alone: labels are colours)
-    upload_jitter: float = 0.0  # source images framed, tinted, greyed, blurred and JPEG-compressed like uploads (train.augment); scales each one's chance (0 = off)
+    # Source images framed, tinted, greyed, blurred and JPEG-compressed like uploads (train.augment); scales
+    # each one's chance (0 = off).
+    upload_jitter: float = 0.0
     # --- engine ---
     seed: int = 0
     threads: int = 0  # torch.set_num_threads (0 = leave torch's default)

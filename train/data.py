@@ -221,7 +221,7 @@ def fill_missing_tags(data: DomainData, tagger, threshold: float, batch: int = 2
     for start in range(0, len(todo), batch):
         idx = todo[start:start + batch]
         probs = tagger.tag_probs(data.images[idx.to(data.images.device)].to(device).float() / 255).cpu()  # (B, TAG_DIM)
-        for group, sl, labels in (("hair", vocab.hair_slice, data.hair), ("eye", vocab.eye_slice, data.eye)):
+        for sl, labels in ((vocab.hair_slice, data.hair), (vocab.eye_slice, data.eye)):
             p, c = probs[:, sl].max(1)
             fill = (labels[idx] < 0) & (p >= threshold)
             rows = idx[fill]

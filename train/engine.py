@@ -29,9 +29,17 @@ from train.config import TrainConfig
 from train.data import DomainData, EpochSampler, balance_repeats, batch_images, fill_missing_tags
 from train.eyes import cached_eyes, eye_masks
 from train.frozen_tagger import load_tagger, tagger_path
-from train.step_helpers import (accumulate, bf16_autocast, discriminator_config, ema_beta, fade_real, gan_on_reconstructions,
-                           grad_allreduce, requires_grad)
 from train.schedule import stage_at, stage_at_time
+from train.step_helpers import (
+    accumulate,
+    bf16_autocast,
+    discriminator_config,
+    ema_beta,
+    fade_real,
+    gan_on_reconstructions,
+    grad_allreduce,
+    requires_grad,
+)
 from train.step_losses import discriminator_loss, g_forward, generator_loss
 from twingan.model import Discriminator, TwinGAN
 

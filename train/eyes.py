@@ -26,6 +26,7 @@ def locate_eyes(images: torch.Tensor, progress: bool = True) -> tuple[torch.Tens
     """Eye landmarks of (N, 3, R, R) uint8 face crops: ((N, 2, 2) as (x, y) fractions of the side, the
     number of images without a face). Those get the mean position of the found ones."""
     from PIL import Image
+
     from twingan.faces import FaceCropper
 
     cropper = FaceCropper(min_confidence=0.5, max_faces=1, min_face_size=20)

@@ -353,7 +353,7 @@ def _size(n: int) -> str:
     """Bytes in the Hub's units (powers of 1000)."""
     if n < 1000:
         return f"{n} B"
-    for unit in ("kB", "MB", "GB"):
+    for unit in ("kB", "MB", "GB"):  # noqa: B007 (read after the loop: the unit it stopped at)
         n /= 1000
         if n < 1000:
             break

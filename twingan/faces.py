@@ -17,8 +17,19 @@ import numpy as np
 from PIL import Image
 
 # IMAGE_SUFFIXES, ImageError and load_image stay importable from here (training imports them so).
-from twingan.images import (IMAGE_SUFFIXES, ImageError, ImageSource, array_to_image, decode,  # noqa: F401
-                            fit, load_image, open_encoded, oriented_size, read_bytes, to_rgb)
+from twingan.images import (  # noqa: F401
+    IMAGE_SUFFIXES,
+    ImageError,
+    ImageSource,
+    array_to_image,
+    decode,
+    fit,
+    load_image,
+    open_encoded,
+    oriented_size,
+    read_bytes,
+    to_rgb,
+)
 
 _BICUBIC = Image.Resampling.BICUBIC
 _BILINEAR = Image.Resampling.BILINEAR

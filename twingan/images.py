@@ -10,12 +10,12 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | bytearray | BinaryIO | Image.Image | np.ndarray
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")  # file types read from folders
 MAX_PIXELS = 100_000_000  # larger images are refused as possible decompression bombs

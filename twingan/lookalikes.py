@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from PIL import Image
@@ -61,7 +61,7 @@ class LatentIndex:
 
     @classmethod
     def build(cls, root: Path, encode: EncodeFn, cache_key: str, image_size: int, cache_dir: Path,
-              batch_size: int = 64) -> "LatentIndex":
+              batch_size: int = 64) -> LatentIndex:
         """Encode every gallery image (centre square, image_size px), or load the cached result.
 
         cache_key names the encoder (e.g. weights hash and resolution); the cache file also changes

@@ -123,7 +123,7 @@ class TranslationPipeline:
              tagger: str | os.PathLike | None = DEFAULT_TAGGER,
              hair_classifier: str | os.PathLike | None = DEFAULT_HAIR_CLASSIFIER,
              max_faces: int = 4, display_size: int = 256,
-             upscaler: str | os.PathLike | None = DEFAULT_UPSCALER) -> "TranslationPipeline":
+             upscaler: str | os.PathLike | None = DEFAULT_UPSCALER) -> TranslationPipeline:
         """Load everything once. A missing TwinGAN checkpoint raises CheckpointError; a missing
         tagger, hair classifier or upscaler only turns its feature off (see `notes`)."""
         dev, dtype = pick_device(device)

@@ -22,7 +22,8 @@ class TaggerConfig:
     channels: tuple[int, ...] = (32, 64, 128, 256)  # per stage; each stage halves the resolution
     feature_dim: int = 256  # size of the feature vector used for retrieval and the Frechet distance
     dropout: float = 0.2  # before the heads; eye labels are noisy, so the heads overfit easily
-    encoder: str = "conv"  # "conv" (plain conv-BN-ReLU) or "residual" (GroupNorm residual blocks: a judge of another architecture)
+    # "conv" (plain conv-BN-ReLU) or "residual" (GroupNorm residual blocks: a judge of another architecture)
+    encoder: str = "conv"
     hair_colors: tuple[str, ...] = tuple(HAIR_COLORS)  # stored so a checkpoint keeps its own label order
     eye_colors: tuple[str, ...] = tuple(EYE_COLORS)
     binary_tags: tuple[str, ...] = BINARY_TAGS

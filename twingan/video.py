@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -37,7 +37,7 @@ from twingan.images import MIN_SIDE, ImageError, fit
 from twingan.pipeline import AUTO, KEEP, TranslationPipeline
 from twingan.tracking import Detection, Face, FaceTracker
 
-VideoSource = Union[str, os.PathLike, BinaryIO]
+VideoSource = str | os.PathLike | BinaryIO
 Progress = Callable[[int, int | None], None]  # (frames done, total frames or None when unknown)
 
 MAX_SIDE = 1280  # px: longer frames are downscaled first (720p keeps faces sharp; detection and paste cost ~pixels)

@@ -334,7 +334,7 @@ def cmd_latency(args) -> dict:
     report = {"device": str(pipeline.device), "dtype": str(pipeline.dtype).replace("torch.", ""), "hair": hair,
               "crop_px": size, "model_px": pipeline.model.config.resolution}
     for batch in sorted({1, args.faces}):
-        times = timed(lambda: pipeline.translate_crops(crops[:batch], hair=hair), args.repeats, warmup=3)
+        times = timed(lambda batch=batch: pipeline.translate_crops(crops[:batch], hair=hair), args.repeats, warmup=3)
         ms = 1e3 * statistics.median(times)
         report[f"batch_{batch}"] = {"ms_per_call": round(ms, 2), "ms_per_face": round(ms / batch, 2)}
     try:

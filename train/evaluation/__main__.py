@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                         "default: examples/ and DATA/photos/); every face the app finds counts")
     p.add_argument("--hair-classifier", default=str(DEFAULT_HAIR_CLASSIFIER),
                    help="the app's hair colour classifier ('keep my hair colour'); 'none': the model picks")
-    p.add_argument("--limit", type=int, default=0, help="quick checks: only this many test selfies and testB faces, 5x as many anime_tags faces")
+    p.add_argument("--limit", type=int, default=0,
+                   help="quick checks: only this many test selfies and testB faces, 5x as many anime_tags faces")
     p.add_argument("--two-sample-steps", type=int, default=TWO_SAMPLE_STEPS,
                    help="training steps of the CNN of the two-sample test of the model's translations (0 skips it)")
     p.add_argument("--app-two-sample-steps", type=int, default=TWO_SAMPLE_STEPS,

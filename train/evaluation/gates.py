@@ -92,7 +92,8 @@ def _model_rows(m: dict) -> list[str]:
         lines.append(f"| independent FD (featnet-eval) translated selfies vs anime | {m['indep_fd']:.2f} |")
         lines.append(f"| independent FD floor (real anime) / ceiling (raw selfies) "
                      f"| {m['indep_fd_floor']:.2f} / {m['indep_fd_ceiling']:.2f} |")
-        lines.append(f"| independent FD fraction floor->ceiling ({_gate(m, 'indep_fd_fraction')}) | {m['indep_fd_fraction']:.3f} |")
+        lines.append(f"| independent FD fraction floor->ceiling ({_gate(m, 'indep_fd_fraction')}) "
+                     f"| {m['indep_fd_fraction']:.3f} |")
     lines.append(f"| fixed-pattern share of the translations ({_gate(m, 'fixed_pattern_share')}); real anime, selfies "
                  f"| {m['fixed_pattern_share']:.3f}; {m['fixed_pattern_share_anime']:.3f}, "
                  f"{m['fixed_pattern_share_selfies']:.3f} |")

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from train.augment import augment
 from train.config import default_data_root
 from train.data import decode_images, list_images
 from train.helpers.tagger import adamw_one_cycle
-from train.augment import augment
 from train.tags_data import celeba_split, read_tags_csv
 from twingan.checkpoint import load_pretrained, save_pretrained
 from twingan.featnet import FeatureNet, FeatureNetConfig, contrastive_loss
@@ -117,8 +117,8 @@ def held_out_views(model: FeatureNet, images: torch.Tensor, temperature: float, 
     order = torch.randperm(len(images), generator=gen)
     loss, hits, count = 0.0, 0, 0
     for i in range(0, len(images) - batch + 1, batch):
-        l, hit = view_loss(model, images[order[i:i + batch]].float() / 255, gen, False, temperature)
-        loss, hits, count = loss + l.item() * len(hit), hits + int(hit.sum()), count + len(hit)
+        batch_loss, hit = view_loss(model, images[order[i:i + batch]].float() / 255, gen, False, temperature)
+        loss, hits, count = loss + batch_loss.item() * len(hit), hits + int(hit.sum()), count + len(hit)
     return {"accuracy": hits / count, "loss": loss / count, "batch": batch, "chance": 1 / (2 * batch - 1)}
 
 

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from train.augment import augment
 from train.config import default_data_root
 from train.data import DataError
-from train.augment import augment
 from train.tags_data import HUMAN_HAIR_CLASSES, AnimeTagsDataset, CelebAHairDataset
 from twingan.checkpoint import load_pretrained, save_pretrained
 from twingan.tagger import HumanHairClassifier, HumanHairConfig, Tagger, TaggerConfig
