@@ -168,6 +168,7 @@ def test_compact_state_forms_load_into_a_trainer(pack, tmp_path):
             p.unlink()
 
 
+@pytest.mark.slow
 def test_device_script_end_to_end_on_the_cpu(pack, tmp_path):
     """The device call's command with a 20 s budget: export, grid, state, figures and latency in OUT."""
     out, run = tmp_path / "out", tmp_path / "run"

@@ -72,6 +72,7 @@ GATED = [
 ]
 
 
+@pytest.mark.slow  # the metrics fixture evaluates the checkpoint: about a minute, paid once by the first test
 @pytest.mark.parametrize("key", GATED)
 def test_quality_gate_on_50_test_selfies(metrics, key):
     from train.evaluation.gates import GATES, passes
@@ -87,6 +88,7 @@ def test_every_gate_is_checked_here_and_the_eyes_are_only_reported():
     assert {p.values[0] for p in GATED} == set(GATES) and "eye_accuracy_confirmed" not in GATES
 
 
+@pytest.mark.slow
 def test_the_app_finds_the_faces_of_the_test_selfies_and_the_photos(metrics):
     """The app's portraits the gates read: nearly every 128 px test selfie gives a face (48 of the 50),
     every real photo at least one, and the two-sample test ran on as many portraits as real faces."""

@@ -400,6 +400,7 @@ def test_square_image_crop_top():
     assert centre.size == (5, 5) and all(centre.getpixel((x, 2)) == (0, 255, 0) for x in range(5))
 
 
+@pytest.mark.slow
 def test_two_process_gloo_matches_single_process(data_root, tmp_path):
     """2 CPU processes (torchrun, gloo) with the same global batch give the single process's losses."""
     common = ["--config", "cpu-small", "--max-steps", "3", "--no-progress"]
@@ -514,6 +515,7 @@ def test_sampled_tags_always_ask_for_colours():
     assert (tags[:, v.eye_slice].argmax(1) == eye).all()
 
 
+@pytest.mark.slow
 def test_cpu_recipe_script_runs_its_phases_in_one_run_folder(data_root, tmp_path):
     # The bundled checkpoint's phases, tiny: each resumes the last and switches its own losses on.
     run = tmp_path / "run"
