@@ -5,6 +5,11 @@ that holds the eyes, enlarged, in every eye colour).
     python -m train.evaluation.figures --checkpoint checkpoints/twingan-selfie2anime --out docs/results.png
     python -m train.evaluation.figures --eyes --out docs/eyes.png
     python -m train.evaluation.figures --selfies ../shared/data/selfie2anime/testA --count 6 --out runs/figures/testA.png
+    python -m train.evaluation.figures --compare OLD_CHECKPOINT --out docs/before_after.png
+
+With --compare, each row is what the app shows at 256 px: the face crop, OLD_CHECKPOINT's portrait as
+the app showed it (a plain resize), the checkpoint's portrait through the anime upscaler, and the
+same in three asked-for hair colours.
 
 The default inputs are the public-domain example photos in examples/. A grid made from the
 shared data sets (third-party images) belongs in a run folder, never in git.
@@ -26,16 +31,16 @@ from twingan.pipeline import DEFAULT_CHECKPOINT, KEEP, TranslationPipeline
 CELL, LABEL = 96, 16  # pixels per image and per caption line
 
 
-def grid(rows: list[list[Image.Image]], captions: list[str]) -> Image.Image:
-    """Rows of equal-sized cells under one caption row."""
+def grid(rows: list[list[Image.Image]], captions: list[str], cell: int = CELL) -> Image.Image:
+    """Rows of equal-sized cells (`cell` px) under one caption row."""
     cols = max(len(r) for r in rows)
-    sheet = Image.new("RGB", (cols * CELL, LABEL + len(rows) * CELL), "white")
+    sheet = Image.new("RGB", (cols * cell, LABEL + len(rows) * cell), "white")
     draw = ImageDraw.Draw(sheet)
     for j, text in enumerate(captions):
-        draw.text((j * CELL + 3, 2), text, fill="black")
+        draw.text((j * cell + 3, 2), text, fill="black")
     for i, row in enumerate(rows):
-        for j, cell in enumerate(row):
-            sheet.paste(cell.resize((CELL, CELL), Image.Resampling.LANCZOS), (j * CELL, LABEL + i * CELL))
+        for j, image in enumerate(row):
+            sheet.paste(image.resize((cell, cell), Image.Resampling.LANCZOS), (j * cell, LABEL + i * cell))
     return sheet
 
 
@@ -61,6 +66,20 @@ def input_crops(pipeline: TranslationPipeline, photos: list[Path], selfies: Path
     return [pipeline.detect(p)[0] for p in photos]
 
 
+COMPARE_HAIR = ("pink", "blue", "silver")  # a bright, a dark and a pale colour
+
+
+def before_after(old: TranslationPipeline, new: TranslationPipeline, crops: list[FaceCrop]) -> Image.Image:
+    """Rows of 256 px cells: crop | old portrait (resized) | new portrait (upscaled) | new in COMPARE_HAIR."""
+    rows = []
+    for crop in crops:
+        before = old.translate_crops([crop], hair=old.default_hair, upscale=False)[0].anime
+        after = [new.translate_crops([crop], hair=h)[0].anime for h in (new.default_hair, *COMPARE_HAIR)]
+        rows.append([crop.image, before, *after])
+    captions = ["photo", "before", "now", *(f"now, {h} hair" for h in COMPARE_HAIR)]
+    return grid(rows, captions, cell=256)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
@@ -69,15 +88,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--selfies", type=Path, help="a folder of already cropped selfies (instead of --photos)")
     parser.add_argument("--count", type=int, default=6, help="how many selfies from --selfies")
     parser.add_argument("--eyes", action="store_true", help="vary the eye colour instead; show the eye band")
-    parser.add_argument("--out", type=Path, default=None, help="default docs/results.png (docs/eyes.png with --eyes)")
+    parser.add_argument("--compare", metavar="OLD_CHECKPOINT", default=None,
+                        help="before/after at display size: OLD_CHECKPOINT resized against --checkpoint upscaled")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default docs/results.png (docs/eyes.png with --eyes, docs/before_after.png with --compare)")
     args = parser.parse_args(argv)
-    out = args.out or REPO_ROOT / "docs" / ("eyes.png" if args.eyes else "results.png")
+    name = "eyes.png" if args.eyes else "before_after.png" if args.compare else "results.png"
+    out = args.out or REPO_ROOT / "docs" / name
     try:
         pipeline = TranslationPipeline.load(args.checkpoint, device="cpu")
         crops = input_crops(pipeline, args.photos, args.selfies, args.count)
+        old = TranslationPipeline.load(args.compare, device="cpu") if args.compare else None
     except (CheckpointError, ImageError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if old is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        before_after(old, pipeline, crops).save(out)
+        print(f"wrote {out} ({len(crops)} inputs, before and after)")
+        return 0
     default = pipeline.default_hair
     rows = []
     if args.eyes:
