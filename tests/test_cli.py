@@ -180,10 +180,10 @@ def test_space_files_are_the_app_and_nothing_else():
     for name in ("app.py", "requirements.txt", "README.md", "twingan/pipeline.py", "twingan/cli.py",
                  "checkpoints/twingan-selfie2anime/model.safetensors", "checkpoints/twingan-selfie2anime/config.json",
                  "checkpoints/tagger/model.safetensors", "checkpoints/human-hair/model.safetensors",
-                 "examples/astronaut.png"):
+                 "examples/astronaut.png", "docs/before_after.png"):
         assert name in files, name
     assert {f.split("/")[0] for f in files} == {"app.py", "requirements.txt", "README.md", "twingan",
-                                                "checkpoints", "examples"}
+                                                "checkpoints", "examples", "docs"}
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc") or "/." in f]
     sizes = [(ROOT / f).stat().st_size for f in files]
     assert max(sizes) < 10_000_000 and sum(sizes) < cli.SPACE_MAX_BYTES and len(files) <= cli.MAX_UPLOAD_FILES
@@ -205,7 +205,7 @@ def test_space_files_leave_out_data_runs_tests_and_caches(tmp_path):
            "notes.txt", ".cache/x")
     assert [f.as_posix() for f in cli.space_files(tmp_path)] == [
         "app.py", "requirements.txt", "README.md", "twingan/model.py", "checkpoints/a/config.json",
-        "checkpoints/a/model.safetensors", "examples/face.png"]
+        "checkpoints/a/model.safetensors", "examples/face.png", "docs/results.png"]
 
 
 def test_space_upload_refuses_a_selection_over_the_size_limit(tmp_path):

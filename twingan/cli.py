@@ -35,7 +35,7 @@ PASTE_JPEG_QUALITY = 92  # the pasted photo: a photo, so JPEG; 92 shows no block
 
 # What a Space needs to run the app, relative to the repository root; nothing else is uploaded.
 SPACE_TOP_FILES = ("app.py", "requirements.txt", "README.md")
-SPACE_FOLDERS = ("twingan", "checkpoints", "examples")
+SPACE_FOLDERS = ("twingan", "checkpoints", "examples", "docs")  # docs/: the pictures the README shows
 # Never uploaded from inside those folders: caches, and training-only parts of exports (the app
 # never reads a checkpoint's discriminators).
 SKIPPED_DIRS = frozenset({"__pycache__", "discriminators"})
@@ -235,7 +235,8 @@ def _walk(root: Path, folder: Path) -> list[Path]:
 def space_files(repo_root: str | os.PathLike) -> list[Path]:
     """The files a Gradio Space needs to run the app, relative to `repo_root`: app.py,
     requirements.txt, README.md (with the Space's front matter), twingan/, checkpoints/ (every
-    bundled checkpoint, without discriminators) and examples/. No data, runs, tests or caches."""
+    bundled checkpoint, without discriminators), examples/ and docs/ (the README's pictures). No data,
+    runs, tests or caches."""
     root = Path(repo_root)
     files = [Path(name) for name in SPACE_TOP_FILES if (root / name).is_file()]
     for folder in SPACE_FOLDERS:
