@@ -677,3 +677,12 @@ def test_cli_init_from_runs_and_refuses_resume(data_root, tmp_path, capsys):
     assert main(args) == 0
     state = torch.load(tmp_path / "next" / "checkpoint.pt", weights_only=True)
     assert (state["step"], state["images_seen"]) == (2, 8)
+
+
+def test_init_from_says_when_the_checkpoint_does_not_fit_the_run(data_root, tmp_path):
+    trainer = make_trainer(data_root, tmp_path / "run")
+    trainer.step()
+    folder = export_now(trainer, tmp_path / "run")
+    other = make_trainer(data_root, tmp_path / "other", model={**TINY_MODEL, "max_channels": 8})
+    with pytest.raises(ConfigError, match="does not fit this run's model config"):
+        other.init_from(folder)

@@ -114,8 +114,12 @@ def init_from(trainer, folder: Path) -> None:
         raise ConfigError(f"--init-from: {folder} is a {saved_res} px model; this run's model.resolution is "
                           f"{cfg.model.resolution}")
     state = saved.state_dict()
-    grow_into(trainer.model, state, new, "the generator")
-    grow_into(trainer.ema, state, new, "the generator")
+    try:
+        grow_into(trainer.model, state, new, "the generator")
+        grow_into(trainer.ema, state, new, "the generator")
+    except RuntimeError as err:  # shapes: another channel schedule, skips or tag vocabulary
+        raise ConfigError(f"--init-from: the generator in {folder} does not fit this run's model config: "
+                          f"{str(err).splitlines()[-1].strip()}") from None
     for module, domain in ((trainer.d_target, trainer.tgt_name), (trainer.d_source, trainer.src_name)):
         path = Path(folder) / DISCRIMINATORS_DIR / domain
         if module is None:
