@@ -31,8 +31,9 @@ from twingan.pipeline import DEFAULT_CHECKPOINT, KEEP, TranslationPipeline
 CELL, LABEL = 96, 16  # pixels per image and per caption line
 
 
-def grid(rows: list[list[Image.Image]], captions: list[str], cell: int = CELL) -> Image.Image:
-    """Rows of equal-sized cells (`cell` px) under one caption row."""
+def grid(rows: list[list[Image.Image]], captions: list[str], cell: int = CELL,
+         resample: Image.Resampling = Image.Resampling.LANCZOS) -> Image.Image:
+    """Rows of equal-sized cells (`cell` px, resized with `resample`) under one caption row."""
     cols = max(len(r) for r in rows)
     sheet = Image.new("RGB", (cols * cell, LABEL + len(rows) * cell), "white")
     draw = ImageDraw.Draw(sheet)
@@ -40,7 +41,7 @@ def grid(rows: list[list[Image.Image]], captions: list[str], cell: int = CELL) -
         draw.text((j * cell + 3, 2), text, fill="black")
     for i, row in enumerate(rows):
         for j, image in enumerate(row):
-            sheet.paste(image.resize((cell, cell), Image.Resampling.LANCZOS), (j * cell, LABEL + i * cell))
+            sheet.paste(image.resize((cell, cell), resample), (j * cell, LABEL + i * cell))
     return sheet
 
 

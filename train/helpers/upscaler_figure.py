@@ -18,31 +18,21 @@ import sys
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from train.config import REPO_ROOT, default_data_root
 from train.data import DataError
-from train.evaluation.figures import eye_band
+from train.evaluation.figures import eye_band, grid
 from train.helpers.upscaler import bicubic_up, clean_input, degrade, load_faces
 from twingan.checkpoint import CheckpointError, load_pretrained
 from twingan.faces import ImageError
 from twingan.pipeline import DEFAULT_CHECKPOINT, DEFAULT_UPSCALER, TranslationPipeline, _to_pil
 from twingan.upscaler import AnimeUpscaler
 
-LABEL = 16  # px of the caption row
-
 
 def sheet(rows: list[list[Image.Image]], captions: list[str], zoom: int = 1) -> Image.Image:
-    """Rows of equal-sized cells (enlarged `zoom` times, nearest, so pixels stay visible) under captions."""
-    w, h = rows[0][0].width * zoom, rows[0][0].height * zoom
-    out = Image.new("RGB", (len(captions) * w, LABEL + len(rows) * h), "white")
-    draw = ImageDraw.Draw(out)
-    for j, text in enumerate(captions):
-        draw.text((j * w + 4, 2), text, fill="black")
-    for i, row in enumerate(rows):
-        for j, cell in enumerate(row):
-            out.paste(cell.resize((w, h), Image.Resampling.NEAREST), (j * w, LABEL + i * h))
-    return out
+    """Rows of square cells enlarged `zoom` times (nearest, so the pixels stay visible) under captions."""
+    return grid(rows, captions, cell=rows[0][0].width * zoom, resample=Image.Resampling.NEAREST)
 
 
 def portrait_rows(pipeline: TranslationPipeline, photos: list[Path]) -> list[list[Image.Image]]:
