@@ -686,3 +686,38 @@ def test_init_from_says_when_the_checkpoint_does_not_fit_the_run(data_root, tmp_
     other = make_trainer(data_root, tmp_path / "other", model={**TINY_MODEL, "max_channels": 8})
     with pytest.raises(ConfigError, match="does not fit this run's model config"):
         other.init_from(folder)
+
+
+def test_he_init_keeps_the_discriminators_activations_at_scale(data_root, tmp_path):
+    # d_init="normal" (std 0.02) shrinks the signal layer by layer, so a fresh D scores every image
+    # alike; "he" keeps each conv's output at about its input's scale.
+    def layer_stds(trainer):
+        d, stds = trainer.d_target, []
+        hooks = [m.register_forward_hook(lambda m, i, o: stds.append(o.std().item()))
+                 for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+        with torch.no_grad():
+            d(torch.rand(8, 3, 16, 16))
+        for h in hooks:
+            h.remove()
+        return stds
+
+    # The last conv (the 4x4 "valid" one) keeps PyTorch's default init in both: its output is its bias.
+    normal = layer_stds(make_trainer(data_root, tmp_path / "normal"))[:-1]
+    he = layer_stds(make_trainer(data_root, tmp_path / "he", d_init="he"))[:-1]
+    assert normal[-1] < 0.01 * normal[0], normal
+    assert all(0.1 < s / he[0] < 10 for s in he), he
+    with pytest.raises(ConfigError, match="d_init"):
+        make_trainer(data_root, tmp_path / "bad", d_init="xavier")
+
+
+def test_init_from_can_leave_the_discriminators_fresh(data_root, tmp_path, caplog):
+    trainer = make_trainer(data_root, tmp_path / "run")
+    trainer.step()
+    folder = export_now(trainer, tmp_path / "run")
+    fresh = make_trainer(data_root, tmp_path / "fresh", init_discriminators=False, d_init="he")
+    before = {k: v.clone() for k, v in fresh.d_target.state_dict().items()}
+    with caplog.at_level("INFO"):
+        fresh.init_from(folder)
+    assert "anime discriminator starts fresh" in caplog.text
+    assert all(torch.equal(fresh.d_target.state_dict()[k], v) for k, v in before.items())
+    assert fresh.images_seen == 4  # the generator and the image count still come from the checkpoint

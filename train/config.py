@@ -79,6 +79,12 @@ class TrainConfig:
     # Each eye of a translation (found on the source by the face detector) must hold pixels of the asked eye
     # colour's RGB (train.losses.EYE_RGB): a pixel loss, not a network's reading.
     w_eye_colour: float = 0.0
+    # Fresh discriminators' conv and linear weights: "normal" N(0, model.init_std), as the original; "he" He-normal
+    # for leaky ReLU 0.2, which keeps the activations' scale through D (with 0.02 the 64 px layers' outputs shrink
+    # ~10x and a fresh D's loss sat at chance for thousands of images).
+    d_init: str = "normal"
+    # --init-from also loads the checkpoint's discriminators (false: they start fresh, e.g. with another d_init).
+    init_discriminators: bool = True
     d_width: float = 1.0  # discriminator channels = this x the generator's (D is not exported: inference cost unchanged)
     tagger: str = "checkpoints/tagger"  # frozen tagger for w_tagger (relative to the repo root)
     fill_tags_threshold: float = 0.0  # >0: untagged target images get the tagger's colours where it is this sure
@@ -150,6 +156,8 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError("stage_images must be one or more positive image counts")
     if not 0 <= cfg.fade_fraction <= 1:
         raise ConfigError(f"fade_fraction must be in [0, 1], got {cfg.fade_fraction}")
+    if cfg.d_init not in ("normal", "he"):
+        raise ConfigError(f"d_init must be 'normal' or 'he', got {cfg.d_init!r}")
     if cfg.gp not in ("dragan", "r1", "none"):
         raise ConfigError(f"gp must be 'dragan', 'r1' or 'none', got {cfg.gp!r}")
     if cfg.gp_every < 1 or cfg.log_every < 1 or cfg.sample_every < 1 or cfg.checkpoint_every < 1:

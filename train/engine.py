@@ -38,6 +38,7 @@ from train.step_helpers import (
     fade_real,
     gan_on_reconstructions,
     grad_allreduce,
+    he_init,
     requires_grad,
 )
 from train.step_losses import discriminator_loss, g_forward, generator_loss
@@ -63,6 +64,9 @@ class Trainer:
         self.d_target = Discriminator(d_config).to(self.device)
         self.d_source = Discriminator(dataclasses.replace(d_config, tag_head=False)).to(self.device) \
             if cfg.reverse or gan_on_reconstructions(cfg) else None
+        if cfg.d_init == "he":
+            for d in self._discriminators():
+                he_init(d)
         self.ema = copy.deepcopy(self.model).eval()
         requires_grad(self.ema, False)
         if cfg.channels_last:

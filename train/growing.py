@@ -124,6 +124,9 @@ def init_from(trainer, folder: Path) -> None:
         path = Path(folder) / DISCRIMINATORS_DIR / domain
         if module is None:
             continue
+        if not cfg.init_discriminators:
+            log.info("the %s discriminator starts fresh (init_discriminators is false)", domain)
+            continue
         if not (path / "model.safetensors").is_file():
             log.warning("%s has no %s discriminator: it starts fresh", folder, domain)
             continue

@@ -22,6 +22,14 @@ def discriminator_config(cfg: TrainConfig) -> TwinGANConfig:
                                max_channels=max(1, round(m.max_channels * cfg.d_width)))
 
 
+def he_init(module: nn.Module) -> None:
+    """He-normal weights for leaky ReLU 0.2 and zero biases in every conv and linear layer of `module`."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, a=0.2, nonlinearity="leaky_relu")
+            nn.init.zeros_(m.bias)
+
+
 def read_levels(latent: torch.Tensor, skips: dict, config: TwinGANConfig) -> list[torch.Tensor]:
     """The encoder outputs the generator reads: the 4x4 latent, then each used skip from low to high."""
     return [latent] + [skips[r] for r in sorted(skips) if config.uses_skip(r)]
