@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -721,3 +722,26 @@ def test_init_from_can_leave_the_discriminators_fresh(data_root, tmp_path, caplo
     assert "anime discriminator starts fresh" in caplog.text
     assert all(torch.equal(fresh.d_target.state_dict()[k], v) for k, v in before.items())
     assert fresh.images_seen == 4  # the generator and the image count still come from the checkpoint
+
+
+def test_a_reverse_run_exports_statistics_of_the_anime_to_human_path(data_root, tmp_path):
+    from train.export import calibrate_batch_norm, calibrated, calibration_passes
+
+    trainer = make_trainer(data_root, tmp_path / "run", reverse=True, model={**TINY_MODEL, "norm": "batch"})
+    for _ in range(2):
+        trainer.step()
+    paths = [(source, target) for _, source, target, _ in calibration_passes(trainer, 16)]
+    assert paths == [("anime", "anime"), ("human", "human"), ("anime", "human"), ("human", "anime")]
+    model = calibrated(trainer, 16, 1.0)
+    passes = calibration_passes(trainer, 16)
+    without = calibrate_batch_norm(trainer.ema, passes[:2] + passes[3:])  # the export before reverse had a pass
+    images, source, target, tags = passes[2]
+    with torch.no_grad():
+        # In eval mode anime -> human normalises as training did, with that batch's statistics (up to
+        # the running variance's n / (n - 1)); with the human reconstructions' statistics it does not.
+        batch_stats = copy.deepcopy(model).train()(images, source, target, tags)
+        error = (model(images, source, target, tags) - batch_stats).abs().max().item()
+        error_without = (without(images, source, target, tags) - batch_stats).abs().max().item()
+    assert error < 2e-3 and error_without > 10 * error, (error, error_without)
+    forward_only = make_trainer(data_root, tmp_path / "fwd", reverse=False, model={**TINY_MODEL, "norm": "batch"})
+    assert ("anime", "human") not in [(s, t) for _, s, t, _ in calibration_passes(forward_only, 16)]

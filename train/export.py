@@ -58,12 +58,17 @@ def calibrate_batch_norm(model: TwinGAN, passes: list[tuple[torch.Tensor, str, s
 
 
 def calibrated(trainer: Trainer, res: int, alpha: float, n: int = 256) -> TwinGAN:
-    """The trainer's EMA generator with batch-norm statistics measured on n fixed images per path.
+    """The trainer's EMA generator with batch-norm statistics measured on `calibration_passes`."""
+    trainer.ema.set_stage(res, alpha)
+    return calibrate_batch_norm(trainer.ema, calibration_passes(trainer, res, n))
 
-    Order: target -> target and source -> source reconstructions, then source -> target
-    translations (tags drawn from the target tag distribution), which own the target
-    generator statistics in the export because translation is what inference runs.
-    """
+
+def calibration_passes(trainer: Trainer, res: int, n: int = 256) -> list[tuple]:
+    """The paths the export's batch-norm statistics are measured on, n fixed images each, in order:
+    target -> target and source -> source reconstructions; with `reverse`, target -> source
+    translations, which then own the source generator statistics (the app's anime -> human path);
+    last source -> target translations (tags drawn from the target tag distribution), which own the
+    target generator statistics because translation is what inference runs."""
     cfg, source, target, d = trainer.cfg, trainer.source, trainer.target, trainer.device
     g = torch.Generator().manual_seed(4321)
     si = torch.randperm(len(source), generator=g)[:n]
@@ -74,12 +79,12 @@ def calibrated(trainer: Trainer, res: int, alpha: float, n: int = 256) -> TwinGA
     if trainer.tag_pool is not None:
         tags = losses.sample_target_tags(*trainer.tag_pool, len(si), trainer.vocab, cfg.uniform_color_prob, g,
                                          source.hair[si], cfg.own_hair_prob)[0].to(d)
-    trainer.ema.set_stage(res, alpha)
     src, tgt = trainer.src_name, trainer.tgt_name
     passes = [(xt, tgt, tgt, target.tags[ti].to(d)),
-              (xs, src, src, source.tags[si].to(d)),
-              (xs, src, tgt, tags)]
-    return calibrate_batch_norm(trainer.ema, passes)
+              (xs, src, src, source.tags[si].to(d))]
+    if cfg.reverse:
+        passes.append((xt, tgt, src, None))
+    return passes + [(xs, src, tgt, tags)]
 
 
 def fixed_samples(trainer: Trainer, n: int) -> tuple[torch.Tensor, torch.Tensor]:
