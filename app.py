@@ -130,6 +130,8 @@ def create_demo(pipeline: TranslationPipeline) -> gr.Blocks:
             live_tab(pipeline, controls)
         with gr.Tab("Video"):
             video_tab(pipeline)
+        with gr.Tab("Anime to human", visible=pipeline.translates_back):
+            reverse_tab(pipeline)
     # CPU: one request at a time is fastest (torch already uses every core); a GPU overlaps a few.
     demo.queue(max_size=32, default_concurrency_limit=4 if pipeline.device.type == "cuda" else 1)
     return demo
@@ -367,6 +369,35 @@ def video_handler(pipeline: TranslationPipeline, video_out: gr.Video):
         return str(result.path), " ".join(lines)
 
     return video
+
+
+def reverse_tab(pipeline: TranslationPipeline) -> None:
+    """The Anime to human tab (/reverse): an anime face in, a human portrait out. Shown only for a
+    checkpoint trained in that direction."""
+
+    def reverse(image):
+        if image is None:
+            raise gr.Error("Upload an anime face first", print_exception=False)
+        try:
+            result = pipeline.to_human(image)
+        except ValueError as err:  # ImageError / a checkpoint not trained this way: the message is for the user
+            raise gr.Error(str(err), print_exception=False) from None
+        return [(result.anime, "anime (centre square)"), (result.human, "human")]
+
+    gr.Markdown("Upload an anime face: the centre square of the image becomes a human portrait. "
+                "Crop the image to the face first; anime faces are not detected.")
+    with gr.Row():
+        with gr.Column():
+            anime = with_clear_image_errors(gr.Image(label="Anime face", type="filepath", image_mode=None,
+                                                     sources=["upload", "clipboard"], elem_id="anime-in",
+                                                     height=320))
+            button = gr.Button("Translate to human", variant="primary", elem_id="translate-reverse")
+        with gr.Column():
+            out = gr.Gallery(label="Anime face and human portrait", columns=2, format="png",
+                             buttons=["download", "fullscreen"], elem_id="humans", object_fit="contain",
+                             height="auto")
+    button.click(reverse, anime, out, api_name="reverse",
+                 api_visibility="public" if pipeline.translates_back else "private")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

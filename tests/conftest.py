@@ -43,6 +43,8 @@ def tiny_checkpoints(tmp_path_factory) -> SimpleNamespace:
     root = tmp_path_factory.mktemp("checkpoints")
     torch.manual_seed(0)
     save_pretrained(TwinGAN(TwinGANConfig(resolution=32, base_channels=64, max_channels=32)), root / "twingan")
+    # As a run with `reverse` exports it, so the app offers anime -> human.
+    (root / "twingan" / "training.json").write_text('{"images_seen": 0, "step": 0, "config": {"reverse": true}}\n')
     save_pretrained(Tagger(TaggerConfig(resolution=32, channels=(8, 16))), root / "tagger")
     save_pretrained(HumanHairClassifier(HumanHairConfig(resolution=32, channels=(8, 16))), root / "hair")
     upscaler = AnimeUpscaler(UpscalerConfig(channels=8, blocks=1))

@@ -228,7 +228,40 @@ def test_lookalikes_finds_the_same_face_among_humans(client):
 
 def test_api_endpoints_are_named(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/translate", "/reference_tags", "/lookalikes", "/live"} <= names
+    assert {"/translate", "/reference_tags", "/lookalikes", "/live", "/video", "/reverse"} <= names
+
+
+def test_anime_to_human_returns_the_centre_square_and_a_portrait(client, tmp_path):
+    wide = Image.new("RGB", (300, 200), "#3a6fd8")
+    wide.paste(Image.new("RGB", (200, 200), "#f29ac0"), (50, 0))  # the centre square is pink, the sides blue
+    wide.save(tmp_path / "anime.png")
+    gallery = client.predict(handle_file(str(tmp_path / "anime.png")), api_name="/reverse")
+    assert [item["caption"] for item in gallery] == ["anime (centre square)", "human"]
+    square, human = (Image.open(item["image"]) for item in gallery)
+    assert square.size == human.size == (256, 256) and human.format == "PNG"
+    assert np.abs(pixels(gallery[0]["image"]) - np.array([242, 154, 192])).max() <= 2  # no blue side left
+    (tmp_path / "notes.png").write_text("this is not an image\n")
+    with pytest.raises(AppError, match="not an image"):
+        client.predict(handle_file(str(tmp_path / "notes.png")), api_name="/reverse")
+
+
+def test_a_checkpoint_trained_one_way_has_no_anime_to_human(tiny_checkpoints, tmp_path):
+    import shutil
+
+    import app
+    from twingan.pipeline import TranslationPipeline
+
+    one_way = shutil.copytree(tiny_checkpoints.twingan, tmp_path / "one-way")
+    (one_way / "training.json").unlink()  # an older export: trained human -> anime only
+    pipeline = TranslationPipeline.load(one_way, device="cpu", tagger=None, hair_classifier=None, upscaler=None)
+    assert not pipeline.translates_back
+    with pytest.raises(ValueError, match="not trained to translate anime faces"):
+        pipeline.to_human(ASTRONAUT)
+    config = app.create_demo(pipeline).config
+    tab = next(c for c in config["components"] if c["props"].get("label") == "Anime to human")
+    assert tab["props"]["visible"] is False
+    reverse = next(d for d in config["dependencies"] if d["api_name"] == "reverse")
+    assert reverse["api_visibility"] == "private"
 
 
 def test_real_selfie_from_shared_data(client):

@@ -608,7 +608,8 @@ def test_cli_grow_needs_resume(tmp_path, capsys):
 
 
 def test_export_carries_discriminators_and_init_from_trains_on(data_root, tmp_path):
-    from train.export import DISCRIMINATORS_DIR, TRAINING_INFO_NAME
+    from train.export import DISCRIMINATORS_DIR
+    from twingan.checkpoint import TRAINING_INFO_NAME
     from twingan.model import Discriminator
 
     trainer = make_trainer(data_root, tmp_path / "run")
@@ -637,7 +638,8 @@ def test_export_carries_discriminators_and_init_from_trains_on(data_root, tmp_pa
 def test_init_from_grows_a_smaller_export_and_starts_fresh_discriminators_without_them(data_root, tmp_path, caplog):
     import shutil
 
-    from train.export import DISCRIMINATORS_DIR, TRAINING_INFO_NAME
+    from train.export import DISCRIMINATORS_DIR
+    from twingan.checkpoint import TRAINING_INFO_NAME
 
     small = make_trainer(data_root, tmp_path / "run")
     for _ in range(2):

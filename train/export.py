@@ -27,7 +27,8 @@ from train.config import to_dict, train_config_from_dict
 from train.data import batch_images
 from train.domains import load_domains
 from train.engine import CHECKPOINT_NAME, Trainer
-from train.export_format import DISCRIMINATORS_DIR, TRAINING_INFO_NAME, export_discriminator, export_model
+from train.export_format import DISCRIMINATORS_DIR, export_discriminator, export_model
+from twingan.checkpoint import TRAINING_INFO_NAME
 from twingan.model import TwinGAN
 
 

@@ -18,7 +18,6 @@ from twingan.model import Discriminator, TwinGAN
 
 # Beside an exported generator, what training on from it needs (`Trainer.init_from`).
 DISCRIMINATORS_DIR = "discriminators"  # one checkpoint folder per domain: discriminators/anime, ...
-TRAINING_INFO_NAME = "training.json"  # images seen, step and the run's config
 
 
 def stage_config(config: TwinGANConfig, resolution: int) -> TwinGANConfig:

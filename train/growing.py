@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from train.config import ConfigError, TrainConfig
-from train.export_format import DISCRIMINATORS_DIR, TRAINING_INFO_NAME
-from twingan.checkpoint import load_pretrained
+from train.export_format import DISCRIMINATORS_DIR
+from twingan.checkpoint import TRAINING_INFO_NAME, load_pretrained
 from twingan.model import Discriminator, TwinGAN
 
 log = logging.getLogger(__name__)

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+TRAINING_INFO_NAME = "training.json"  # beside an exported TwinGAN: images seen, step and the run's config
 # Where the bundled checkpoints live; a Hub repo id falls back to checkpoints/<repo name>.
 LOCAL_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 
@@ -29,6 +30,17 @@ M = TypeVar("M", bound=nn.Module)
 
 class CheckpointError(RuntimeError):
     """A checkpoint folder or repo that cannot be loaded; the message says what is wrong."""
+
+
+def trained_directions(folder: str | os.PathLike) -> tuple[tuple[str, str], ...]:
+    """The (source, target) domain pairs a TwinGAN checkpoint folder was trained to translate, from
+    its training.json: the first domain to the second, and back when the run had `reverse`. A folder
+    without one (an older export) counts as trained one way."""
+    config = json.loads((Path(folder) / CONFIG_NAME).read_text())
+    source, target = config.get("domains", ["human", "anime"])[:2]
+    info_path = Path(folder) / TRAINING_INFO_NAME
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    return ((source, target), (target, source)) if info.get("config", {}).get("reverse") else ((source, target),)
 
 
 def save_pretrained(model: nn.Module, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
@@ -140,7 +152,7 @@ def _hub_snapshot(repo_id: str) -> str:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    allow = [CONFIG_NAME, WEIGHTS_NAME, "README.md"]
+    allow = [CONFIG_NAME, WEIGHTS_NAME, "README.md", TRAINING_INFO_NAME]
     try:  # a cached copy needs no network
         return snapshot_download(repo_id, allow_patterns=allow, local_files_only=True)
     except LocalEntryNotFoundError:

@@ -27,7 +27,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from twingan.checkpoint import LOCAL_CHECKPOINTS, WEIGHTS_NAME, CheckpointError, load_pretrained, resolve_checkpoint
+from twingan.checkpoint import (
+    LOCAL_CHECKPOINTS,
+    WEIGHTS_NAME,
+    CheckpointError,
+    load_pretrained,
+    resolve_checkpoint,
+    trained_directions,
+)
 from twingan.faces import CELEBA_MARGINS, FaceCrop, FaceCropper, crop_face, paste_back
 from twingan.images import ImageSource, load_image, square_crop
 from twingan.layers import resize_square
@@ -88,6 +95,15 @@ class TranslationResult:
     notes: list[str] = field(default_factory=list)  # features that were unavailable for this request
 
 
+@dataclass
+class HumanResult:
+    """An anime face translated back to a human portrait."""
+
+    anime: Image.Image  # the input's centre square at display size
+    human: Image.Image  # the human portrait at display size (a plain resize: the upscaler is for anime)
+    human_raw: Image.Image  # the human portrait at model resolution
+
+
 @dataclass(frozen=True)
 class LiveTrack:
     """Where the face was found in the last detected webcam frame, and how many frames ago."""
@@ -104,7 +120,7 @@ class TranslationPipeline:
     def __init__(self, model: TwinGAN, cropper: FaceCropper, tagger: Tagger | None = None,
                  hair_classifier: HumanHairClassifier | None = None, display_size: int = 256,
                  notes: list[str] | None = None, checkpoint: Path | None = None,
-                 upscaler: AnimeUpscaler | None = None):
+                 upscaler: AnimeUpscaler | None = None, directions: tuple[tuple[str, str], ...] = (("human", "anime"),)):
         self.model = model
         self.cropper = cropper
         self.tagger = tagger
@@ -113,6 +129,7 @@ class TranslationPipeline:
         self.display_size = display_size
         self.notes = list(notes or [])  # startup messages: which optional features are off, and why
         self.checkpoint = checkpoint
+        self.directions = directions  # the (source, target) pairs the checkpoint was trained on
         self.index: LatentIndex | None = None
         self._live_cropper: FaceCropper | None = None
         param = next(model.parameters())
@@ -142,7 +159,8 @@ class TranslationPipeline:
         # The hair classifier reads a CelebA-like frame, which shows the hair (the model's crop cuts it off).
         context = CELEBA_MARGINS if hair_model is not None else None
         cropper = FaceCropper(crop_size, device=str(dev), max_faces=max_faces, context_margins=context)
-        return cls(model, cropper, tagger_model, hair_model, display_size, notes, folder, upscaler_model)
+        return cls(model, cropper, tagger_model, hair_model, display_size, notes, folder, upscaler_model,
+                   trained_directions(folder))
 
     def warm_up(self) -> None:
         """Build the face detectors now (their weights load on first use), not in the first request."""
@@ -348,6 +366,23 @@ class TranslationPipeline:
             crop = FaceCrop(face, track.box, None, 0.0, None, track.angle, context, track.context_box)
             track = LiveTrack(track.box, track.angle, track.age + 1, track.context_box)
         return self.translate_crops([crop], hair, hair_strength, eye, eye_strength, upscale=upscale)[0].anime, track
+
+    @property
+    def translates_back(self) -> bool:
+        """Whether the checkpoint was trained anime -> human too (its training.json has `reverse`)."""
+        return ("anime", "human") in self.directions
+
+    @torch.no_grad()
+    def to_human(self, image: ImageSource) -> HumanResult:
+        """An anime face to a human portrait. The image's centre square is used as it is (anime faces
+        are not detected reliably), as for reference images; crop it to the face first. A checkpoint
+        not trained that way (`translates_back`) raises ValueError: its output would mean nothing."""
+        if not self.translates_back:
+            raise ValueError("This checkpoint was not trained to translate anime faces to human ones")
+        square = square_crop(load_image(image), self.display_size)
+        x = self._model_size(_to_tensor([square]))
+        raw = _to_pil(self.model.translate(x.to(self.device, self.dtype), "anime", "human", None))[0]
+        return HumanResult(anime=square, human=self.upscale(raw), human_raw=raw)
 
     def _model_size(self, x: torch.Tensor, res: int | None = None) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, R, R) at the model's resolution, or `res` (antialiased bilinear)."""
