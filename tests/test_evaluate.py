@@ -181,6 +181,25 @@ def test_quick_skips_the_two_sample_test(setup, capsys):
     assert "two-sample test" not in capsys.readouterr().out
 
 
+def test_reverse_is_measured_when_the_run_had_it_or_when_asked(setup, capsys):
+    out = setup["tmp"] / "one-way.json"
+    assert main([*_args(setup), "--quick", "--out", str(out)]) == 0
+    assert not any(k.startswith("reverse_") for k in json.loads(out.read_text()))  # no training.json: one way
+    (setup["model"] / "training.json").write_text(json.dumps({"config": {"reverse": True}}))
+    capsys.readouterr()
+    assert main([*_args(setup), "--out", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert m["reverse_n"] == 6 and m["reverse_two_sample_n_test"] == [3, 3] and 0 <= m["reverse_fixed_pattern_share"] <= 1
+    assert m["reverse_retrieval_top1"] * 6 == pytest.approx(round(m["reverse_retrieval_top1"] * 6))  # k of 6
+    assert m["reverse_two_sample_raw_accuracy"] == pytest.approx(
+        (m["reverse_two_sample_raw_accuracy_a"] + m["reverse_two_sample_raw_accuracy_b"]) / 2)
+    table = capsys.readouterr().out
+    assert "anime -> human: two-sample test" in table and "anime -> human: input retrieval" in table
+    (setup["model"] / "training.json").unlink()
+    assert main([*_args(setup), "--quick", "--reverse", "--out", str(out)]) == 0
+    assert "reverse_retrieval_top1" in json.loads(out.read_text())
+
+
 def test_evaluate_refuses_the_training_tagger(setup, capsys):
     judge = str(EVAL_TAGGER.parent / "tagger")
     if not (Path(judge) / "model.safetensors").is_file():

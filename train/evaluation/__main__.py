@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"training steps of the CNN of each of the three {APP_SIZE} px two-sample tests "
                         "(the app's portraits and its two calibrations; 0 skips them)")
     p.add_argument("--quick", action="store_true", help="skip all two-sample tests (both step counts 0)")
+    p.add_argument("--reverse", action="store_true",
+                   help="also measure anime -> human (default: when the checkpoint's training.json says the run had reverse)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                                       0 if args.quick else args.two_sample_steps, out, args.grid,
                                       None if args.second_judge == "none" else args.second_judge, args.photos,
                                       0 if args.quick else args.app_two_sample_steps,
-                                      None if args.hair_classifier == "none" else args.hair_classifier)
+                                      None if args.hair_classifier == "none" else args.hair_classifier,
+                                      reverse=True if args.reverse else None)
     except (CheckpointError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

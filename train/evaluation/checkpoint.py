@@ -12,7 +12,7 @@ import torch
 from train.config import REPO_ROOT, default_data_root
 from train.evaluation.app_outputs import APP_SIZE, evaluate_app, photos_figure, photos_figure_path
 from train.evaluation.data import default_photo_dirs, load_test_sets, photo_files
-from train.evaluation.model_outputs import TWO_SAMPLE_STEPS, evaluate
+from train.evaluation.model_outputs import TWO_SAMPLE_STEPS, evaluate, evaluate_reverse
 from twingan.pipeline import DEFAULT_HAIR_CLASSIFIER
 
 EVAL_TAGGER = REPO_ROOT / "checkpoints" / "tagger-eval"
@@ -43,18 +43,20 @@ def comparison_grid(model, shown: dict, path: Path, n: int = 8) -> Path:
 def evaluate_checkpoint(checkpoint, data=None, judge=EVAL_TAGGER, featnet=FEATNET, limit: int = 0, seed: int = 0,
                         two_sample_steps: int = TWO_SAMPLE_STEPS, out=None, grid=None,
                         second_judge=EVAL_TAGGER_RESIDUAL, photos=None, app_two_sample_steps: int = TWO_SAMPLE_STEPS,
-                        hair_classifier=DEFAULT_HAIR_CLASSIFIER, app_two_sample_calibration: bool = True) -> dict:
+                        hair_classifier=DEFAULT_HAIR_CLASSIFIER, app_two_sample_calibration: bool = True,
+                        reverse: bool | None = None) -> dict:
     """Load a checkpoint folder, evaluate it on the test splits and return the metrics dict.
 
     The app's portraits come from a `TranslationPipeline` on the CPU with this checkpoint and
     `hair_classifier` (the app's; None: the model picks the hair colour), of the test selfies and
     of the images in the folders `photos` (default `default_photo_dirs`); `app_two_sample_calibration`
-    as `evaluate_app`'s `calibrate`. Writes the JSON to `out`,
+    as `evaluate_app`'s `calibrate`. `reverse` (None: when the checkpoint was trained so) also measures
+    anime -> human (`evaluate_reverse`). Writes the JSON to `out`,
     the comparison grid to `grid` (default: next to `out`) and the photos' portraits beside the grid
     (`..._photos.png`) when `out` is given. Raises CheckpointError for a bad checkpoint, ValueError
     for the training tagger as judge, FileNotFoundError for a missing data folder.
     """
-    from twingan.checkpoint import load_pretrained
+    from twingan.checkpoint import load_pretrained, trained_directions
     from twingan.featnet import FeatureNet
     from twingan.model import TwinGAN
     from twingan.pipeline import TranslationPipeline
@@ -76,6 +78,8 @@ def evaluate_checkpoint(checkpoint, data=None, judge=EVAL_TAGGER, featnet=FEATNE
     photo_dirs = [Path(d) for d in photos] if photos is not None else default_photo_dirs(data)
     t0 = time.time()
     metrics, shown = evaluate(model, tagger, sets, seed, features, two_sample_steps, tagger2)
+    if reverse or (reverse is None and ("anime", "human") in trained_directions(checkpoint)):
+        metrics.update(evaluate_reverse(model, sets, seed, two_sample_steps))
     app_metrics, photo_faces = evaluate_app(pipeline, sets["selfie_files"], photo_files(photo_dirs), sets["anime_app"],
                                             seed, app_two_sample_steps, app_two_sample_calibration)
     # The pipeline's notes say which of its helpers were off (the evaluation's own choice: no anime tagger).

@@ -127,8 +127,25 @@ def _model_rows(m: dict) -> list[str]:
     for level, v in m["spread"].items():
         lines.append(f"| {level}: std across inputs, human / anime encoded (ratio) "
                      f"| {v['human_std']:.3f} / {v['anime_std']:.3f} ({v['ratio']:.2f}) |")
+    if "reverse_n" in m:
+        lines += _reverse_rows(m)
     lines.append(f"| reconstruction L1, human | {m['recon_l1_human']:.4f} |")
     lines.append(f"| reconstruction L1, anime | {m['recon_l1_anime']:.4f} |")
+    return lines
+
+
+def _reverse_rows(m: dict) -> list[str]:
+    """Table rows of the anime -> human direction (reported, not gated)."""
+    lines = []
+    if "reverse_two_sample_accuracy" in m:
+        lines.append(f"| anime -> human: two-sample test telling the portraits from the test selfies, "
+                     f"{m['reverse_n']} anime faces | {_two_sample(m, 'reverse_two_sample')} |")
+        lines.append(f"| its calibration: the raw anime faces vs the test selfies "
+                     f"| {_two_sample(m, 'reverse_two_sample_raw')} |")
+    lines.append(f"| anime -> human: fixed-pattern share; selfies | {m['reverse_fixed_pattern_share']:.3f}; "
+                 f"{m['fixed_pattern_share_selfies']:.3f} |")
+    lines.append(f"| anime -> human: input retrieval top-1, chance {100 * m['reverse_retrieval_chance_top1']:.1f}% "
+                 f"| {100 * m['reverse_retrieval_top1']:.1f}% |")
     return lines
 
 
