@@ -129,3 +129,19 @@ def test_live_mode_translates_webcam_frames_continuously(playwright, app_server,
         del pipeline.translate_frame  # back to the class's method
     assert len(calls) >= 3, f"only {len(calls)} frames translated"
     print(f"live mode in the browser: {(len(calls) - 1) / (calls[-1] - calls[0]):.1f} frames/s")
+
+
+def test_anime_to_human_tab_translates_an_upload(page, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (300, 200), "#f29ac0").save(tmp_path / "anime.png")
+    page.reload(wait_until="domcontentloaded")
+    page.get_by_role("tab", name="Anime to human").click()
+    page.locator("#anime-in input[type=file]").set_input_files(str(tmp_path / "anime.png"))
+    page.locator("#anime-in img").first.wait_for()
+    page.locator("#translate-reverse").click()
+    page.locator("#humans img").nth(1).wait_for()
+    page.wait_for_function("() => [...document.querySelectorAll('#humans img')]"
+                           ".every(img => img.complete && img.naturalWidth > 0)")
+    assert page.locator("#humans img").count() == 2
+    assert "Traceback" not in page.content()
