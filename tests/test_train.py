@@ -518,22 +518,27 @@ def test_sampled_tags_always_ask_for_colours():
 
 @pytest.mark.slow
 def test_cpu_recipe_script_runs_its_phases_in_one_run_folder(data_root, tmp_path):
-    # The bundled checkpoint's phases, tiny: each resumes the last and switches its own losses on.
+    # The bundled checkpoint's phases, tiny: each of the first four resumes the last and switches its
+    # own losses on; the fifth starts a run folder of its own from the fourth's export.
     run = tmp_path / "run"
     overrides = [o for o in tiny_overrides(data_root, run) if not o.startswith(("run_dir=", "total_images="))]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "PYTHON": sys.executable,
-           "PHASE1_IMAGES": "8", "PHASE2_IMAGES": "16", "PHASE3_IMAGES": "24", "TOTAL_IMAGES": "32"}
+           "PHASE1_IMAGES": "8", "PHASE2_IMAGES": "16", "PHASE3_IMAGES": "24", "PHASE4_IMAGES": "32",
+           "TOTAL_IMAGES": "40"}
     out = subprocess.run(["bash", str(REPO / "scripts" / "train_cpu.sh"), str(run), *overrides, "--no-progress"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     summaries = [json.loads(line) for line in out.stdout.splitlines() if line.startswith('{"step"')]
-    assert [s["images"] for s in summaries] == [8, 16, 24, 32]
+    assert [s["images"] for s in summaries] == [8, 16, 24, 32, 40]
     assert "shift" not in summaries[0]["losses"] and "g_tagger" not in summaries[0]["losses"]
     assert "g_tagger" in summaries[1]["losses"] and "shift" not in summaries[1]["losses"]
     assert "shift" in summaries[2]["losses"] and "shift" in summaries[3]["losses"]
     saved = json.loads((run / "config.json").read_text())  # the last phase's
     assert (saved["w_shift"], saved["w_tagger"], saved["uniform_color_prob"]) == (15.0, 2.0, 1.0)
     assert load_pretrained(TwinGAN, run / "export").resolution == 16
+    fifth = json.loads((run / "phase5" / "config.json").read_text())
+    assert (fifth["d_init"], fifth["init_discriminators"], fifth["upload_jitter"]) == ("he", False, 0.5)
+    assert json.loads((run / "phase5" / "export" / "training.json").read_text())["images_seen"] == 40
 
 
 @pytest.mark.parametrize("eyes", [False, True])
