@@ -32,15 +32,12 @@ class CheckpointError(RuntimeError):
     """A checkpoint folder or repo that cannot be loaded; the message says what is wrong."""
 
 
-def trained_directions(folder: str | os.PathLike) -> tuple[tuple[str, str], ...]:
-    """The (source, target) domain pairs a TwinGAN checkpoint folder was trained to translate, from
-    its training.json: the first domain to the second, and back when the run had `reverse`. A folder
-    without one (an older export) counts as trained one way."""
-    config = json.loads((Path(folder) / CONFIG_NAME).read_text())
-    source, target = config.get("domains", ["human", "anime"])[:2]
+def trained_both_ways(folder: str | os.PathLike) -> bool:
+    """Whether a TwinGAN checkpoint folder was trained to translate back, target -> source, too: its
+    training.json says the run had `reverse`. A folder without one (an older export) was not."""
     info_path = Path(folder) / TRAINING_INFO_NAME
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    return ((source, target), (target, source)) if info.get("config", {}).get("reverse") else ((source, target),)
+    return bool(info.get("config", {}).get("reverse"))
 
 
 def save_pretrained(model: nn.Module, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:

@@ -33,7 +33,7 @@ from twingan.checkpoint import (
     CheckpointError,
     load_pretrained,
     resolve_checkpoint,
-    trained_directions,
+    trained_both_ways,
 )
 from twingan.faces import CELEBA_MARGINS, FaceCrop, FaceCropper, crop_face, paste_back
 from twingan.images import ImageSource, load_image, square_crop
@@ -120,7 +120,7 @@ class TranslationPipeline:
     def __init__(self, model: TwinGAN, cropper: FaceCropper, tagger: Tagger | None = None,
                  hair_classifier: HumanHairClassifier | None = None, display_size: int = 256,
                  notes: list[str] | None = None, checkpoint: Path | None = None,
-                 upscaler: AnimeUpscaler | None = None, directions: tuple[tuple[str, str], ...] = (("human", "anime"),)):
+                 upscaler: AnimeUpscaler | None = None, translates_back: bool = False):
         self.model = model
         self.cropper = cropper
         self.tagger = tagger
@@ -129,7 +129,8 @@ class TranslationPipeline:
         self.display_size = display_size
         self.notes = list(notes or [])  # startup messages: which optional features are off, and why
         self.checkpoint = checkpoint
-        self.directions = directions  # the (source, target) pairs the checkpoint was trained on
+        # Whether the checkpoint was trained anime -> human too (`trained_both_ways`): `to_human` and the app's tab.
+        self.translates_back = translates_back
         self.index: LatentIndex | None = None
         self._live_cropper: FaceCropper | None = None
         param = next(model.parameters())
@@ -160,7 +161,7 @@ class TranslationPipeline:
         context = CELEBA_MARGINS if hair_model is not None else None
         cropper = FaceCropper(crop_size, device=str(dev), max_faces=max_faces, context_margins=context)
         return cls(model, cropper, tagger_model, hair_model, display_size, notes, folder, upscaler_model,
-                   trained_directions(folder))
+                   trained_both_ways(folder))
 
     def warm_up(self) -> None:
         """Build the face detectors now (their weights load on first use), not in the first request."""
@@ -366,11 +367,6 @@ class TranslationPipeline:
             crop = FaceCrop(face, track.box, None, 0.0, None, track.angle, context, track.context_box)
             track = LiveTrack(track.box, track.angle, track.age + 1, track.context_box)
         return self.translate_crops([crop], hair, hair_strength, eye, eye_strength, upscale=upscale)[0].anime, track
-
-    @property
-    def translates_back(self) -> bool:
-        """Whether the checkpoint was trained anime -> human too (its training.json has `reverse`)."""
-        return ("anime", "human") in self.directions
 
     @torch.no_grad()
     def to_human(self, image: ImageSource) -> HumanResult:

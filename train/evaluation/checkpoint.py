@@ -56,7 +56,7 @@ def evaluate_checkpoint(checkpoint, data=None, judge=EVAL_TAGGER, featnet=FEATNE
     (`..._photos.png`) when `out` is given. Raises CheckpointError for a bad checkpoint, ValueError
     for the training tagger as judge, FileNotFoundError for a missing data folder.
     """
-    from twingan.checkpoint import load_pretrained, trained_directions
+    from twingan.checkpoint import load_pretrained, trained_both_ways
     from twingan.featnet import FeatureNet
     from twingan.model import TwinGAN
     from twingan.pipeline import TranslationPipeline
@@ -78,7 +78,7 @@ def evaluate_checkpoint(checkpoint, data=None, judge=EVAL_TAGGER, featnet=FEATNE
     photo_dirs = [Path(d) for d in photos] if photos is not None else default_photo_dirs(data)
     t0 = time.time()
     metrics, shown = evaluate(model, tagger, sets, seed, features, two_sample_steps, tagger2)
-    if reverse or (reverse is None and ("anime", "human") in trained_directions(checkpoint)):
+    if reverse or (reverse is None and trained_both_ways(checkpoint)):
         metrics.update(evaluate_reverse(model, sets, seed, two_sample_steps))
     app_metrics, photo_faces = evaluate_app(pipeline, sets["selfie_files"], photo_files(photo_dirs), sets["anime_app"],
                                             seed, app_two_sample_steps, app_two_sample_calibration)
