@@ -553,6 +553,29 @@ def test_readme_figures_from_the_bundled_checkpoint(tmp_path, eyes):
     assert Image.open(out).size == (columns * CELL, LABEL + 2 * CELL)  # one row per example photo
 
 
+def test_before_after_shows_both_checkpoints_as_the_app_does(tmp_path):
+    """Against itself, the bundled checkpoint's "before" cell is its "now" cell (both through the
+    upscaler); --before-resized shows the plain resize instead, which differs."""
+    import numpy as np
+    from PIL import Image
+
+    from train.evaluation.figures import LABEL, main
+    from twingan.pipeline import DEFAULT_CHECKPOINT
+
+    def cells(*flags):
+        out = tmp_path / "compare.png"
+        photo = str(Path(__file__).resolve().parents[1] / "examples" / "astronaut.png")
+        assert main(["--compare", str(DEFAULT_CHECKPOINT), "--photos", photo, "--out", str(out), *flags]) == 0
+        sheet = np.asarray(Image.open(out), dtype=np.int16)
+        assert sheet.shape[:2] == (LABEL + 256, 6 * 256)  # photo, before, now, three hair colours
+        return sheet[LABEL:, 256:512], sheet[LABEL:, 512:768]
+
+    before, now = cells()
+    assert np.abs(before - now).max() <= 1
+    resized, now_again = cells("--before-resized")
+    assert np.array_equal(now, now_again) and np.abs(resized - now).mean() > 1
+
+
 def test_grow_loads_a_smaller_run_and_starts_the_new_stage_where_it_left_off(data_root, tmp_path):
     from train.growing import grow_schedule
 

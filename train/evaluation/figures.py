@@ -7,9 +7,10 @@ that holds the eyes, enlarged, in every eye colour).
     python -m train.evaluation.figures --selfies ../shared/data/selfie2anime/testA --count 6 --out runs/figures/testA.png
     python -m train.evaluation.figures --compare OLD_CHECKPOINT --out docs/before_after.png
 
-With --compare, each row is what the app shows at 256 px: the face crop, OLD_CHECKPOINT's portrait as
-the app showed it (a plain resize), the checkpoint's portrait through the anime upscaler, and the
-same in three asked-for hair colours.
+With --compare, each row is what the app shows at 256 px: the face crop, OLD_CHECKPOINT's portrait and
+the checkpoint's, both through the anime upscaler as the app shows them, and the checkpoint's in three
+asked-for hair colours. --before-resized shows OLD_CHECKPOINT's portrait with a plain resize instead,
+as the app showed it before it had the upscaler (docs/before_after.png of 2026-12-02).
 
 The default inputs are the public-domain example photos in examples/. A grid made from the
 shared data sets (third-party images) belongs in a run folder, never in git.
@@ -70,11 +71,13 @@ def input_crops(pipeline: TranslationPipeline, photos: list[Path], selfies: Path
 COMPARE_HAIR = ("pink", "blue", "silver")  # a bright, a dark and a pale colour
 
 
-def before_after(old: TranslationPipeline, new: TranslationPipeline, crops: list[FaceCrop]) -> Image.Image:
-    """Rows of 256 px cells: crop | old portrait (resized) | new portrait (upscaled) | new in COMPARE_HAIR."""
+def before_after(old: TranslationPipeline, new: TranslationPipeline, crops: list[FaceCrop],
+                 before_upscaled: bool = True) -> Image.Image:
+    """Rows of 256 px cells: crop | old portrait | new portrait | new in COMPARE_HAIR, each through its
+    pipeline's upscaler (the old one resized instead unless `before_upscaled`)."""
     rows = []
     for crop in crops:
-        before = old.translate_crops([crop], hair=old.default_hair, upscale=False)[0].anime
+        before = old.translate_crops([crop], hair=old.default_hair, upscale=before_upscaled)[0].anime
         after = [new.translate_crops([crop], hair=h)[0].anime for h in (new.default_hair, *COMPARE_HAIR)]
         rows.append([crop.image, before, *after])
     captions = ["photo", "before", "now", *(f"now, {h} hair" for h in COMPARE_HAIR)]
@@ -90,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=6, help="how many selfies from --selfies")
     parser.add_argument("--eyes", action="store_true", help="vary the eye colour instead; show the eye band")
     parser.add_argument("--compare", metavar="OLD_CHECKPOINT", default=None,
-                        help="before/after at display size: OLD_CHECKPOINT resized against --checkpoint upscaled")
+                        help="before/after at display size: OLD_CHECKPOINT against --checkpoint, as the app shows them")
+    parser.add_argument("--before-resized", action="store_true",
+                        help="with --compare: OLD_CHECKPOINT's portraits with a plain resize, not the upscaler")
     parser.add_argument("--out", type=Path, default=None,
                         help="default docs/results.png (docs/eyes.png with --eyes, docs/before_after.png with --compare)")
     args = parser.parse_args(argv)
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if old is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        before_after(old, pipeline, crops).save(out)
+        before_after(old, pipeline, crops, before_upscaled=not args.before_resized).save(out)
         print(f"wrote {out} ({len(crops)} inputs, before and after)")
         return 0
     default = pipeline.default_hair
