@@ -696,6 +696,30 @@ def test_init_from_grows_a_smaller_export_and_starts_fresh_discriminators_withou
                      stage_images=[8, 1000]).init_from(folder)
 
 
+def test_the_128px_checkpoint_in_training_trains_on_without_growing(data_root, tmp_path):
+    """checkpoints/twingan-selfie2anime-128 carries its 128 px anime discriminator and training.json:
+    a run with the config it was trained with starts from it at 128 px, nothing fresh, and steps."""
+    from train.export import DISCRIMINATORS_DIR
+    from twingan.checkpoint import TRAINING_INFO_NAME
+    from twingan.model import Discriminator
+
+    folder = REPO / "checkpoints" / "twingan-selfie2anime-128"
+    trained = json.loads((folder / TRAINING_INFO_NAME).read_text())["config"]
+    model = {k: trained["model"][k] for k in ("resolution", "base_channels", "max_channels", "norm",
+                                              "skip_resolutions", "tag_embed_dim", "tag_head", "pixel_norm")}
+    trainer = make_trainer(data_root, tmp_path / "run", model=model, d_width=trained["d_width"],
+                           stage_images=trained["stage_images"], w_shift=1.0)
+    trainer.init_from(folder)
+    assert trainer.stage == (128, 1.0) and trainer.images_seen == 180_288
+    exported = load_pretrained(TwinGAN, folder).state_dict()
+    assert all(torch.equal(trainer.ema.state_dict()[k], v) for k, v in exported.items())
+    d_saved = load_pretrained(Discriminator, folder / DISCRIMINATORS_DIR / "anime").state_dict()
+    assert any(".128." in k for k in d_saved)
+    assert set(d_saved) == set(trainer.d_target.state_dict())
+    assert all(torch.equal(trainer.d_target.state_dict()[k], v) for k, v in d_saved.items())
+    assert all(math.isfinite(v) for v in trainer.step().values())
+
+
 def test_cli_init_from_runs_and_refuses_resume(data_root, tmp_path, capsys):
     from train.__main__ import main
 
