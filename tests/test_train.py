@@ -564,7 +564,7 @@ def test_before_after_shows_both_checkpoints_as_the_app_does(tmp_path):
 
     def cells(*flags):
         out = tmp_path / "compare.png"
-        photo = str(Path(__file__).resolve().parents[1] / "examples" / "astronaut.png")
+        photo = str(REPO / "examples" / "astronaut.png")
         assert main(["--compare", str(DEFAULT_CHECKPOINT), "--photos", photo, "--out", str(out), *flags]) == 0
         sheet = np.asarray(Image.open(out), dtype=np.int16)
         assert sheet.shape[:2] == (LABEL + 256, 6 * 256)  # photo, before, now, three hair colours
