@@ -720,6 +720,43 @@ def test_the_128px_checkpoint_in_training_trains_on_without_growing(data_root, t
     assert all(math.isfinite(v) for v in trainer.step().values())
 
 
+def test_init_from_widens_the_top_layers_and_starts_where_the_export_was(data_root, tmp_path):
+    """A run with a larger model.min_channels starts from a narrower export: the saved weights fill
+    the leading channels, the layers that read the new ones read zeros, so generator and
+    discriminator compute what the export's did; training then moves the new channels."""
+    from train.export import DISCRIMINATORS_DIR
+    from twingan.model import Discriminator
+
+    narrow = make_trainer(data_root, tmp_path / "run")
+    for _ in range(2):
+        narrow.step()
+    folder = export_now(narrow, tmp_path / "run")
+    wide = make_trainer(data_root, tmp_path / "wide", model={**TINY_MODEL, "min_channels": 16})
+    assert (narrow.model.config.channels(16), wide.model.config.channels(16)) == (8, 16)
+    wide.init_from(folder)
+    x, tags = torch.rand(3, 3, 16, 16), torch.rand(3, DEFAULT_VOCAB.dim)
+    saved = load_pretrained(TwinGAN, folder)
+    d_saved = load_pretrained(Discriminator, folder / DISCRIMINATORS_DIR / "anime").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(wide.ema.eval().translate(x, "human", "anime", tags),
+                                   saved.translate(x, "human", "anime", tags))
+        torch.testing.assert_close(wide.d_target.eval()(x, 1.0)[0], d_saved(x, 1.0)[0])
+    new_rows = wide.model.generator.to_rgb["16"].weight[:, 8:]
+    assert torch.count_nonzero(new_rows) == 0  # the new channels are not read yet
+    wide.ema.train(), wide.d_target.train()
+    wide.step()
+    assert torch.count_nonzero(wide.model.generator.to_rgb["16"].weight[:, 8:]) > 0
+
+
+def test_init_from_refuses_to_widen_a_layer_behind_a_skip(data_root, tmp_path):
+    trainer = make_trainer(data_root, tmp_path / "run")
+    trainer.step()
+    folder = export_now(trainer, tmp_path / "run")
+    wide = make_trainer(data_root, tmp_path / "wide", model={**TINY_MODEL, "min_channels": 32})  # 4 and 8 px too
+    with pytest.raises(ConfigError, match="through a UNet skip"):
+        wide.init_from(folder)
+
+
 def test_cli_init_from_runs_and_refuses_resume(data_root, tmp_path, capsys):
     from train.__main__ import main
 

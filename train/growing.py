@@ -5,6 +5,11 @@ new resolutions' layers keep their fresh weights, Adam's moments follow their pa
 and the schedule must start the first new stage at the images seen, so it fades in from the saved
 model. `grow_from` serves `Trainer.load_state_dict(grow=True)` (`--resume --grow`), `init_from`
 `Trainer.init_from` (`--init-from`, an export folder as `train.export_format` describes it).
+
+`--init-from` also widens: a run whose model has more channels at some resolutions than the export
+(a larger `model.min_channels`, say) gets the saved weights in the leading channels, fresh weights in
+the new ones, and zeros where a layer reads the new channels, so it starts computing exactly what
+the export computed (`widen_state`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from torch import nn
 
 from train.config import ConfigError, TrainConfig
 from train.export_format import DISCRIMINATORS_DIR
+from train.step_helpers import discriminator_config
 from twingan.checkpoint import TRAINING_INFO_NAME, load_pretrained
+from twingan.config import TwinGANConfig
+from twingan.layers import DomainNorm
 from twingan.model import Discriminator, TwinGAN
 
 log = logging.getLogger(__name__)
@@ -37,6 +45,61 @@ def grow_into(module: nn.Module, saved: dict, new_resolutions: list[int], name: 
         raise ConfigError(f"--grow: the checkpoint lacks {len(old_layers)} tensors of the resolutions it was trained at, "
                           f"e.g. {name}.{old_layers[0]}")
     return missing
+
+
+def widen_state(module: nn.Module, saved: dict, name: str = "model") -> tuple[dict, list[str]]:
+    """`saved` fitted to `module` where `module` has more channels: each saved tensor fills the
+    leading channels of the module's (freshly initialised) one, and a conv's weights on its new input
+    channels are zero, so the widened network computes what the saved one did (with pixel norm off:
+    pixel norm averages over all channels). Returns (the state to load, the keys widened); a tensor
+    that would shrink, or one of a layer that cannot widen this way, is a ConfigError."""
+    current = module.state_dict()
+    owners = dict(module.named_modules())
+    out, widened = dict(saved), []
+    for key, old in saved.items():
+        new = current.get(key)
+        if new is None or new.shape == old.shape:
+            continue
+        if new.ndim != old.ndim or any(n < o for n, o in zip(new.shape, old.shape)):
+            raise ConfigError(f"--init-from: {name}.{key} has shape {tuple(old.shape)} in the checkpoint, "
+                              f"{tuple(new.shape)} here; only more channels can be filled in")
+        owner_name, _, leaf = key.rpartition(".")
+        owner = owners.get(owner_name)
+        parent = owners.get(owner_name.rpartition(".")[0])
+        fitted = new.clone()
+        lead = tuple(slice(0, o) for o in old.shape)
+        if isinstance(owner, nn.Conv2d) and leaf == "weight":
+            fitted[lead] = old.to(fitted.dtype)
+            fitted[:, old.shape[1]:] = 0  # the new input channels are not read yet
+        elif isinstance(owner, nn.Conv2d) and leaf == "bias" or isinstance(owner, DomainNorm):
+            fitted[lead] = old.to(fitted.dtype)  # (domains, C): scale/shift and running statistics
+        elif isinstance(owner, nn.Linear) and isinstance(parent, DomainNorm) and leaf == "weight":
+            # The tag modulation: (2C, E), the scales' rows then the shifts'.
+            c_old, c_new = old.shape[0] // 2, new.shape[0] // 2
+            fitted[:c_old, :old.shape[1]] = old[:c_old].to(fitted.dtype)
+            fitted[c_new:c_new + c_old, :old.shape[1]] = old[c_old:].to(fitted.dtype)
+        else:
+            raise ConfigError(f"--init-from: {name}.{key} ({type(owner).__name__}) cannot be widened from "
+                              f"{tuple(old.shape)} to {tuple(new.shape)}")
+        out[key] = fitted
+        widened.append(key)
+    return out, widened
+
+
+def check_widening(saved: TwinGANConfig, new: TwinGANConfig, reads_skips: bool = True) -> list[int]:
+    """The resolutions whose channels `new` widens from `saved`; a ConfigError where a widened layer
+    feeds a UNet skip (`reads_skips`: the generator reads it concatenated behind its own channels, so a leading
+    slice would not be the saved layout) or the architectures differ otherwise."""
+    if saved.skip_resolutions != new.skip_resolutions or saved.tag_dim != new.tag_dim:
+        return []  # not a widening: the shape check reports it
+    wider = [r for r in saved.resolutions if new.channels(r) > saved.channels(r)]
+    skipped = [r for r in wider if reads_skips and r * 2 in new.resolutions and new.uses_skip(r * 2)]
+    if skipped:
+        raise ConfigError(f"--init-from: widening the {skipped[0]} px layers is not supported: the generator reads "
+                          "them through a UNet skip")
+    if wider and new.pixel_norm:
+        log.warning("pixel norm is on: the widened model does not compute exactly what the checkpoint did")
+    return wider
 
 
 def carry_adam_moments(opt: torch.optim.Optimizer, modules: list[nn.Module], saved_opt: dict,
@@ -113,8 +176,13 @@ def init_from(trainer, folder: Path) -> None:
     if saved_res > cfg.model.resolution:
         raise ConfigError(f"--init-from: {folder} is a {saved_res} px model; this run's model.resolution is "
                           f"{cfg.model.resolution}")
+    wider = check_widening(saved.config, cfg.model)
     state = saved.state_dict()
     try:
+        if wider:
+            log.info("widening the %s px layers of %s (channels %s -> %s)", ", ".join(map(str, wider)), folder,
+                     [saved.config.channels(r) for r in wider], [cfg.model.channels(r) for r in wider])
+            state, _ = widen_state(trainer.model, state, "the generator")
         grow_into(trainer.model, state, new, "the generator")
         grow_into(trainer.ema, state, new, "the generator")
     except RuntimeError as err:  # shapes: another channel schedule, skips or tag vocabulary
@@ -132,7 +200,10 @@ def init_from(trainer, folder: Path) -> None:
             continue
         d = load_pretrained(Discriminator, path)
         try:
-            grow_into(module, d.state_dict(), new, f"the {domain} discriminator")
+            d_state = d.state_dict()
+            if check_widening(d.config, discriminator_config(cfg), reads_skips=False):
+                d_state, _ = widen_state(module, d_state, f"the {domain} discriminator")
+            grow_into(module, d_state, new, f"the {domain} discriminator")
         except RuntimeError as err:  # shapes: another d_width or architecture
             raise ConfigError(f"--init-from: the {domain} discriminator in {path} does not fit this run's "
                               f"(d_width {cfg.d_width}): {str(err).splitlines()[-1].strip()}") from None

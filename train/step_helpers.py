@@ -14,7 +14,8 @@ from twingan.config import TwinGANConfig
 
 
 def discriminator_config(cfg: TrainConfig) -> TwinGANConfig:
-    """The generator's architecture with channels scaled by cfg.d_width (the discriminators' own)."""
+    """The generator's architecture with channels scaled by cfg.d_width (the discriminators' own).
+    model.min_channels is kept as it is, so a discriminator is never narrower than the generator."""
     if cfg.d_width == 1:
         return cfg.model
     m = cfg.model

@@ -10,8 +10,9 @@ from twingan.vocab import BINARY_TAGS, EYE_COLORS, HAIR_COLORS, TagVocab
 @dataclass
 class TwinGANConfig:
     resolution: int = 256  # full output size; a power of two from 8 up
-    base_channels: int = 1024  # channels(stage) = min(base / 2^stage, max), stage 0 at 4x4 (original: 1024)
+    base_channels: int = 1024  # channels(stage) = max(min, min(base / 2^stage, max)), stage 0 at 4x4 (original: 1024)
     max_channels: int = 256  # caps the low-resolution stages (original: 256)
+    min_channels: int = 1  # floors the high-resolution stages (the generator's and encoder's; 1 = no floor)
     domains: tuple[str, ...] = ("human", "anime")  # each domain gets its own norm scale/shift
     norm: str = "batch"  # "batch" (per-domain running statistics, as the original) or "instance"
     pixel_norm: bool = True  # PGGAN pixel norm after each conv unit
@@ -33,6 +34,8 @@ class TwinGANConfig:
             raise ValueError(f"resolution must be a power of two >= 8, got {self.resolution}")
         if len(set(self.domains)) != len(self.domains) or len(self.domains) < 2:
             raise ValueError(f"domains must be at least two distinct names, got {self.domains}")
+        if self.min_channels < 1:
+            raise ValueError(f"min_channels must be >= 1, got {self.min_channels}")
         if self.norm not in ("batch", "instance"):
             raise ValueError(f"norm must be 'batch' or 'instance', got {self.norm!r}")
         if not (self.hair_gain > 0 and self.eye_gain > 0):
@@ -56,7 +59,7 @@ class TwinGANConfig:
 
     def channels(self, resolution: int) -> int:
         stage = resolution.bit_length() - 3  # 4 -> 0, 8 -> 1, ...
-        return max(1, min(self.base_channels // 2**stage, self.max_channels))
+        return max(self.min_channels, min(self.base_channels // 2**stage, self.max_channels))
 
     def uses_skip(self, resolution: int) -> bool:
         return resolution >= 8 and (not self.skip_resolutions or resolution in self.skip_resolutions)
