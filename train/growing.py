@@ -47,15 +47,15 @@ def grow_into(module: nn.Module, saved: dict, new_resolutions: list[int], name: 
     return missing
 
 
-def widen_state(module: nn.Module, saved: dict, name: str = "model") -> tuple[dict, list[str]]:
+def widen_state(module: nn.Module, saved: dict, name: str = "model") -> dict:
     """`saved` fitted to `module` where `module` has more channels: each saved tensor fills the
     leading channels of the module's (freshly initialised) one, and a conv's weights on its new input
     channels are zero, so the widened network computes what the saved one did (with pixel norm off:
-    pixel norm averages over all channels). Returns (the state to load, the keys widened); a tensor
-    that would shrink, or one of a layer that cannot widen this way, is a ConfigError."""
+    pixel norm averages over all channels). Returns the state to load; a tensor that would shrink,
+    or one of a layer that cannot widen this way, is a ConfigError."""
     current = module.state_dict()
     owners = dict(module.named_modules())
-    out, widened = dict(saved), []
+    out = dict(saved)
     for key, old in saved.items():
         new = current.get(key)
         if new is None or new.shape == old.shape:
@@ -82,8 +82,7 @@ def widen_state(module: nn.Module, saved: dict, name: str = "model") -> tuple[di
             raise ConfigError(f"--init-from: {name}.{key} ({type(owner).__name__}) cannot be widened from "
                               f"{tuple(old.shape)} to {tuple(new.shape)}")
         out[key] = fitted
-        widened.append(key)
-    return out, widened
+    return out
 
 
 def check_widening(saved: TwinGANConfig, new: TwinGANConfig, reads_skips: bool = True) -> list[int]:
@@ -182,7 +181,7 @@ def init_from(trainer, folder: Path) -> None:
         if wider:
             log.info("widening the %s px layers of %s (channels %s -> %s)", ", ".join(map(str, wider)), folder,
                      [saved.config.channels(r) for r in wider], [cfg.model.channels(r) for r in wider])
-            state, _ = widen_state(trainer.model, state, "the generator")
+            state = widen_state(trainer.model, state, "the generator")
         grow_into(trainer.model, state, new, "the generator")
         grow_into(trainer.ema, state, new, "the generator")
     except RuntimeError as err:  # shapes: another channel schedule, skips or tag vocabulary
@@ -202,7 +201,7 @@ def init_from(trainer, folder: Path) -> None:
         try:
             d_state = d.state_dict()
             if check_widening(d.config, discriminator_config(cfg), reads_skips=False):
-                d_state, _ = widen_state(module, d_state, f"the {domain} discriminator")
+                d_state = widen_state(module, d_state, f"the {domain} discriminator")
             grow_into(module, d_state, new, f"the {domain} discriminator")
         except RuntimeError as err:  # shapes: another d_width or architecture
             raise ConfigError(f"--init-from: the {domain} discriminator in {path} does not fit this run's "
