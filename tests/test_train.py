@@ -213,6 +213,14 @@ def test_tagger_eye_weight_scales_the_eye_term_only(data_root, tmp_path):
             assert hair_only[k] == pytest.approx(both[k], rel=1e-5), k
 
 
+def test_a_step_where_no_translation_asks_for_a_hair_colour_trains_without_the_tagger_hair_term(data_root, tmp_path):
+    trainer = golden_trainer(data_root, tmp_path, "all_terms")
+    trainer.cfg.w_tagger_eye, trainer.cfg.auto_hair_prob = 0.0, 1.0
+    logs = trainer.step()
+    assert logs["g_tagger"] == 0.0  # only the hair term was left, and no row asked for a hair colour
+    assert all(math.isfinite(v) for v in logs.values()), logs
+
+
 def test_stage_schedule():
     cfg = load_config(None, ["model={\"resolution\": 64}", "start_resolution=16", "stage_images=[100, 200]",
                              "fade_fraction=0.5"])
@@ -515,6 +523,24 @@ def test_sampled_tags_always_ask_for_colours():
     assert (hair == 2).all() and (tags[:, v.hair_slice].argmax(1) == hair).all()
     assert (tags[:, v.eye_slice].argmax(1) == eye).all()
 
+
+
+def test_auto_hair_rows_ask_for_no_hair_colour_and_the_tagger_loss_skips_them():
+    from train.losses import masked_ce, sample_target_tags
+
+    v = DEFAULT_VOCAB
+    pool = torch.zeros(3, v.dim)
+    g = torch.Generator().manual_seed(0)
+    tags, hair, eye = sample_target_tags(pool, torch.full((3,), -1), torch.full((3,), -1), 400, v, 0.0, g,
+                                         own_hair=torch.full((400,), 2), own_hair_prob=1.0, auto_hair_prob=0.3)
+    auto = hair < 0
+    assert 0.2 < auto.float().mean() < 0.4
+    assert (tags[auto][:, v.hair_slice] == 0).all()  # what the app sends for "auto"
+    assert (tags[~auto][:, v.hair_slice].argmax(1) == 2).all() and (tags[~auto][:, v.hair_slice].sum(1) == 1).all()
+    assert (tags[:, v.eye_slice].sum(1) == 1).all()  # the eye colour is still asked for
+    logits = torch.randn(400, len(v.hair))
+    assert torch.isclose(masked_ce(logits, hair), torch.nn.functional.cross_entropy(logits[~auto], hair[~auto]))
+    assert masked_ce(logits, torch.full((400,), -1)) == 0  # a batch of only "auto" rows adds nothing
 
 @pytest.mark.slow
 def test_cpu_recipe_script_runs_its_phases_in_one_run_folder(data_root, tmp_path):

@@ -61,12 +61,16 @@ def r1_penalty(discriminator, real: torch.Tensor, alpha: float = 1.0) -> torch.T
 
 def sample_target_tags(pool: torch.Tensor, pool_hair: torch.Tensor, pool_eye: torch.Tensor, n: int,
                        vocab: TagVocab, uniform_prob: float, generator: torch.Generator | None = None,
-                       own_hair: torch.Tensor | None = None, own_hair_prob: float = 0.0):
+                       own_hair: torch.Tensor | None = None, own_hair_prob: float = 0.0,
+                       auto_hair_prob: float = 0.0):
     """Tags for translations: rows of the anime tag distribution, colours sometimes redrawn uniformly.
 
     pool (M, TAG_DIM) real tag vectors; pool_hair/pool_eye (M,) indices or -1. Unknown colours are
     always redrawn, so every translation asks for a hair and an eye colour. `own_hair` (n,) gives
-    the source person's hair colour (or -1), kept with probability `own_hair_prob`.
+    the source person's hair colour (or -1), kept with probability `own_hair_prob`. With probability
+    `auto_hair_prob` a row asks for no hair colour (hair -1, an all-zero hair slice), as the app does
+    for "auto" and for a hair read it does not trust: the generator then has to take the colour from
+    the person.
     Returns (tags (n, TAG_DIM), hair (n,), eye (n,)).
     """
     rows = torch.randint(len(pool), (n,), generator=generator)
@@ -79,7 +83,9 @@ def sample_target_tags(pool: torch.Tensor, pool_hair: torch.Tensor, pool_eye: to
     if own_hair is not None and own_hair_prob > 0:
         keep = (torch.rand(n, generator=generator) < own_hair_prob) & (own_hair >= 0)
         hair = torch.where(keep, own_hair, hair)
-    tags[:, vocab.hair_slice] = F.one_hot(hair, n_hair).float()
+    if auto_hair_prob > 0:  # drawn last, so runs without it draw as before
+        hair = torch.where(torch.rand(n, generator=generator) < auto_hair_prob, -1, hair)
+    tags[:, vocab.hair_slice] = F.one_hot(hair.clamp(min=0), n_hair).float() * (hair >= 0)[:, None]
     tags[:, vocab.eye_slice] = F.one_hot(eye, n_eye).float()
     return tags, hair, eye
 

@@ -122,8 +122,8 @@ def generator_loss(trainer, batch: dict, gen: dict, alpha: float,
         if trainer.tagger is not None and (cfg.w_tagger or cfg.w_tagger_features):
             read = trainer.tagger(gen["fake_t"].float().clamp(0, 1))
             if cfg.w_tagger:
-                logs["g_tagger"] = g_tagger = F.cross_entropy(read["hair_logits"], batch["fake_hair"]) + \
-                    cfg.w_tagger_eye * F.cross_entropy(read["eye_logits"], batch["fake_eye"])
+                logs["g_tagger"] = g_tagger = losses.masked_ce(read["hair_logits"], batch["fake_hair"]) + \
+                    cfg.w_tagger_eye * losses.masked_ce(read["eye_logits"], batch["fake_eye"])
                 loss = loss + cfg.w_tagger * g_tagger
             if cfg.w_tagger_features:
                 with torch.no_grad():
