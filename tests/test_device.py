@@ -17,7 +17,7 @@ import torch
 from samples import write_smooth_images
 from train.config import ConfigError, load_config
 from train.device.device import MAX_FILE, MAX_FILES, compact_state, join_parts, write_parts
-from train.device.pack import PackError, build_pack, check_ignored, describe_pack, load_pack, read_pack
+from train.device.pack import PackError, build_pack, check_ignored, describe_pack, load_pack, read_pack, room_mib
 from train.engine import Trainer, stage_at_time
 from twingan.checkpoint import load_pretrained
 from twingan.model import TwinGAN
@@ -106,6 +106,26 @@ def test_pack_must_be_ignored_by_git(tmp_path):
         check_ignored(REPO / "train" / "not-ignored.npz")
     check_ignored(REPO / "runs" / "x.npz")  # runs/ is in .gitignore
     check_ignored(tmp_path / "x.npz")  # outside the repository
+
+
+def test_pack_cap_defaults_to_what_the_working_tree_leaves(tmp_path):
+    """The device call takes 64 MiB with the pack: tracked and untracked files count, ignored ones do not."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("pack/\n")
+    (tmp_path / "pack").mkdir()
+    for name, mib in (("tracked.bin", 2), ("untracked.bin", 1), ("pack/old.npz", 10)):
+        (tmp_path / name).write_bytes(bytes(mib << 20))
+    subprocess.run(["git", "-C", str(tmp_path), "add", "tracked.bin"], check=True)
+    assert room_mib(tmp_path) == 64 - 3 - 1
+
+
+def test_gpu_continue_config_is_the_128px_checkpoints_model_at_one_stage():
+    """gpu-128-continue trains on from checkpoints/twingan-selfie2anime-128: the same architecture, at 128 px only."""
+    saved = json.loads((REPO / "checkpoints" / "twingan-selfie2anime-128" / "training.json").read_text())
+    cfg = load_config("gpu-128-continue", ["budget_minutes=7"])
+    assert cfg.resolutions == [128] and not cfg.stage_fractions
+    for key, value in saved["config"]["model"].items():
+        assert json.loads(json.dumps(getattr(cfg.model, key))) == value, key
 
 
 def test_pack_refuses_a_foreign_vocabulary_and_resolution(pack):

@@ -284,10 +284,10 @@ class Trainer:
                 group["lr"] = lr
         self.src_sampler.load_state_dict(state["src_sampler"])
         self.tgt_sampler.load_state_dict(state["tgt_sampler"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it to the GPU
         random.setstate(_tuple(state["python_rng"]))
         if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+            torch.cuda.set_rng_state_all([r.cpu() for r in state["cuda_rng"]])
         res, alpha = self.stage
         self.model.set_stage(res, alpha)
         self.ema.set_stage(res, alpha)

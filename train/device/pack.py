@@ -1,9 +1,10 @@
 """A data pack for a device call: both domains' images as WebP bytes in one .npz, with their labels.
 
-`python -m train.device.pack [DATA_ROOT] [--config gpu-128] [--out pack/gpu-128.npz] [--max-mib 48]`
+`python -m train.device.pack [DATA_ROOT] [--config gpu-128] [--out pack/gpu-128.npz] [--max-mib MIB]`
 `python -m train.device.pack --check pack/gpu-128.npz`
 
-The device machine gets only the working tree (64 MiB in all), so the pack has a hard cap. Raw uint8
+The device machine gets only the working tree (64 MiB in all, the pack included), so the pack has a
+hard cap: by default what the tree that travels beside it leaves of that, less 1 MiB (`room_mib`). Raw uint8
 at 128 px is 48 KiB an image (about 1000 images in 48 MiB), so each image is stored encoded (WebP,
 ~2-4 KiB at quality 80) in one uint8 array with offsets, and `load_pack` decodes it once, in threads,
 straight into a device tensor. The config names the folders: the source and target folders must
@@ -40,6 +41,7 @@ PACK_VERSION = 1
 DOMAINS = ("source", "target")
 DEFAULT_PACK = "pack/gpu-128.npz"
 MIB = 1 << 20
+SENT_MIB = 64  # what a device call takes: the working tree and the carried pack together
 
 
 class PackError(DataError):
@@ -221,6 +223,19 @@ def build_pack(cfg: TrainConfig, out: Path, max_mib: float = 48.0, quality: int 
     return meta
 
 
+def travelling_bytes(root: Path = REPO_ROOT) -> int:
+    """Bytes of the files a device call sends besides the pack: tracked files and untracked ones git does not ignore."""
+    listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout
+    paths = (root / name for name in listed.decode().split("\0") if name)
+    return sum(p.stat().st_size for p in paths if p.is_file())
+
+
+def room_mib(root: Path = REPO_ROOT, margin_mib: float = 1.0) -> float:
+    """The largest pack that still fits the device call beside the working tree (the default --max-mib)."""
+    return round(SENT_MIB - travelling_bytes(root) / MIB - margin_mib, 1)
+
+
 def check_ignored(path: Path) -> None:
     """Refuse a pack path inside the repository that git does not ignore: a pack is never committed."""
     path = path.resolve()
@@ -312,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data_root", nargs="?", default=None, help="data folder (default: $TWINGAN_DATA or ../shared/data)")
     p.add_argument("--config", default="gpu-128", help="training config naming the folders and the resolution")
     p.add_argument("--out", default=DEFAULT_PACK, help="pack file (relative to the repo root unless absolute)")
-    p.add_argument("--max-mib", type=float, default=48.0, help="refuse to write a larger pack")
+    p.add_argument("--max-mib", type=float, default=None,
+                   help=f"refuse to write a larger pack (default: the {SENT_MIB} MiB a device call takes, less the "
+                        "working tree that travels with it and 1 MiB)")
     p.add_argument("--quality", type=int, default=80, help="WebP quality 1-100")
     p.add_argument("--threshold", type=float, default=0.7, help="tagger probability that fills a colour (0 = no fill)")
     p.add_argument("--tagger", default=None, help="tagger checkpoint (default: the config's)")
@@ -333,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         out = out if out.is_absolute() else REPO_ROOT / out
         check_ignored(out)
+        if args.max_mib is None:
+            args.max_mib = room_mib()
+            print(f"cap {args.max_mib} MiB: what the working tree leaves of the {SENT_MIB} MiB a device call takes")
         meta = build_pack(cfg, out, args.max_mib, args.quality, args.threshold, args.tagger, args.workers)
     except (ConfigError, DataError, TagsDataError) as err:
         print(f"error: {err}", file=sys.stderr)
