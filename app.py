@@ -34,6 +34,7 @@ from twingan.pipeline import (
     KEEP,
     TranslationPipeline,
     default_cache_dir,
+    hair_read_lines,
 )
 from twingan.video import translate_video
 from twingan.vocab import EYE_COLORS, HAIR_COLORS
@@ -74,20 +75,6 @@ def _image_error_message(payload, err: Exception) -> str:
         except ImageError as image_err:
             return str(image_err)
     return f"The upload could not be read as an image ({err})"
-
-
-def hair_status(faces) -> list[str]:
-    """Status sentences for "keep my hair colour": the colours read, and where the read was not
-    used (greyscale or unsure) so the model chose the colour."""
-    lines = []
-    read = [f.hair_read for f in faces if f.hair_read and not f.hair_unreliable]
-    if read:
-        lines.append("Hair colour read from the photo: " + ", ".join(read) + ".")
-    for i, face in enumerate(faces, 1):
-        if face.hair_unreliable:
-            which = f" of face {i}" if len(faces) > 1 else ""
-            lines.append(f"Hair colour{which} not read reliably ({face.hair_unreliable}): the model chose it.")
-    return lines
 
 
 def swatch_css(elem_id: str, colors: dict[str, str]) -> str:
@@ -171,7 +158,7 @@ def photo_controls(pipeline: TranslationPipeline) -> PhotoControls:
     hair = gr.Radio(hair_choices, value=pipeline.default_hair, label="Hair colour",
                     elem_id="hair-color", elem_classes="swatches")
     hair_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Hair colour strength",
-                              info="0: what the model infers, 1: the chosen colour fully")
+                              info="0: the colour the model settles on, 1: the chosen colour fully")
     eye = gr.Radio(eye_choices, value=AUTO, label="Eye colour", elem_id="eye-color",
                    elem_classes="swatches",
                    info="Pink, aqua and orange eyes often come out weak or off the eyes (see the README)")
@@ -212,7 +199,7 @@ def translate_handlers(pipeline: TranslationPipeline):
             gallery += [(face.crop, f"Face {i}: photo"), (face.anime, f"Face {i}: anime")]
         lines = [f"{len(faces)} face{'s' if len(faces) != 1 else ''} translated."]
         if hair == KEEP:
-            lines += hair_status(faces)
+            lines += hair_read_lines([(f.hair_read, f.hair_unreliable) for f in faces])
         lines += result.notes
         return gallery, result.pasted, " ".join(lines)
 

@@ -67,22 +67,24 @@ def test_keep_my_hair_colour_reports_the_colour_read(client, app_server, monkeyp
     assert "Hair colour read from the photo:" in info and "not read reliably" not in info
 
 
-def test_unsure_or_greyscale_hair_reads_fall_back_to_the_model(client, app_server, tmp_path, monkeypatch):
+def test_unsure_or_greyscale_hair_reads_are_reported_and_still_condition_the_portrait(client, app_server, tmp_path,
+                                                                                       monkeypatch):
     import twingan.pipeline
 
     pipeline = app_server.pipeline
     crops = pipeline.detect(ASTRONAUT)
     hair = pipeline.vocab.hair_slice
     unsure = pipeline.translate_crops(crops, KEEP)[0]  # the random classifier: top probability < 0.5
-    assert unsure.hair_unreliable.startswith("low confidence") and not any(unsure.tags[hair])
+    assert unsure.hair_unreliable.startswith("low confidence")
+    assert sum(unsure.tags[hair]) == pytest.approx(1.0, abs=1e-4) and max(unsure.tags[hair]) < 0.5  # a hedge
     monkeypatch.setattr(twingan.pipeline, "HAIR_MIN_CONFIDENCE", 0.0)
     sure = pipeline.translate_crops(crops, KEEP)[0]
-    assert sure.hair_unreliable is None and sum(sure.tags[hair]) == pytest.approx(1.0, abs=1e-4)
+    assert sure.hair_unreliable is None and sure.tags[hair] == pytest.approx(unsure.tags[hair])
     _astronaut().convert("L").save(tmp_path / "grey.png")
     grey = pipeline.translate(tmp_path / "grey.png", KEEP).faces[0]
-    assert grey.hair_unreliable == "greyscale photo" and not any(grey.tags[hair])
+    assert grey.hair_unreliable == "greyscale photo" and sum(grey.tags[hair]) == pytest.approx(1.0, abs=1e-4)
     _, _, info = translate(client, tmp_path / "grey.png", hair=KEEP)
-    assert "Hair colour not read reliably (greyscale photo): the model chose it." in info
+    assert "Hair colour not read reliably (greyscale photo): the portrait mixes the likely colours" in info
 
 
 def test_photo_without_a_face_gets_the_message(client, tmp_path):
@@ -276,17 +278,24 @@ def test_real_selfie_from_shared_data(client):
 # The pipeline without the server
 
 
-def test_tag_vector_strength_blends_from_unconditioned_to_the_colour(app_server):
+def test_tag_vector_strength_blends_the_hair_from_every_colour_alike_and_the_eyes_from_none(app_server):
+    """Hair strength 0 and "auto" ask for every hair colour at 1/n (no hair tag at all draws a muddy
+    face); the eye group keeps its all-zero unconditioned path."""
     p = app_server.pipeline
     v = p.vocab
-    red = v.hair_index("red")
+    n, red = len(v.hair), v.hair_index("red")
     full = p.tag_vectors(2, "red", 1.0, "blue", 0.5)
     assert full.shape == (2, v.dim)
     assert full[0, red] == 1.0 and full[0, v.hair_slice].sum() == 1.0
     assert full[0, v.eye_slice.start + v.eye_index("blue")] == 0.5
-    assert p.tag_vectors(1, "red", 0.0, AUTO, 1.0).abs().sum() == 0  # strength 0: the model infers
-    keep = torch.tensor([[0.0] * (len(v.hair) - 1) + [1.0]])
-    assert torch.equal(p.tag_vectors(1, KEEP, 0.5, keep_probs=keep)[:, v.hair_slice], keep * 0.5)
+    uniform = torch.full((1, n), 1 / n)
+    auto = p.tag_vectors(1, AUTO)
+    assert torch.allclose(auto[:, v.hair_slice], uniform) and auto[:, v.eye_slice].abs().sum() == 0
+    assert torch.allclose(p.tag_vectors(1, "red", 0.0)[:, v.hair_slice], uniform)  # strength 0: the model settles
+    half = p.tag_vectors(1, "red", 0.5)[0, v.hair_slice]
+    assert float(half[red]) == pytest.approx(0.5 + 0.5 / n) and float(half.sum()) == pytest.approx(1.0)
+    keep = torch.tensor([[0.0] * (n - 1) + [1.0]])
+    assert torch.allclose(p.tag_vectors(1, KEEP, 0.5, keep_probs=keep)[:, v.hair_slice], keep * 0.5 + 0.5 / n)
     with pytest.raises(ValueError, match="unknown hair colour 'plaid'"):
         p.tag_vectors(1, "plaid")
     with pytest.raises(ValueError, match="between 0 and 1"):

@@ -178,7 +178,8 @@ def test_help_lists_the_outputs_and_options(monkeypatch, capsys):
 def test_space_files_are_the_app_and_nothing_else():
     files = [f.as_posix() for f in cli.space_files(ROOT)]
     for name in ("app.py", "requirements.txt", "README.md", "twingan/pipeline.py", "twingan/cli.py",
-                 "checkpoints/twingan-selfie2anime/model.safetensors", "checkpoints/twingan-selfie2anime/config.json",
+                 "checkpoints/twingan-selfie2anime-128/model.safetensors", "checkpoints/twingan-selfie2anime-128/config.json",
+                 "checkpoints/twingan-selfie2anime/model.safetensors",
                  "checkpoints/tagger/model.safetensors", "checkpoints/human-hair/model.safetensors",
                  "examples/astronaut.png", "docs/before_after.png"):
         assert name in files, name

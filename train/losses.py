@@ -68,9 +68,8 @@ def sample_target_tags(pool: torch.Tensor, pool_hair: torch.Tensor, pool_eye: to
     pool (M, TAG_DIM) real tag vectors; pool_hair/pool_eye (M,) indices or -1. Unknown colours are
     always redrawn, so every translation asks for a hair and an eye colour. `own_hair` (n,) gives
     the source person's hair colour (or -1), kept with probability `own_hair_prob`. With probability
-    `auto_hair_prob` a row asks for no hair colour (hair -1, an all-zero hair slice), as the app does
-    for "auto" and for a hair read it does not trust: the generator then has to take the colour from
-    the person.
+    `auto_hair_prob` a row asks for no particular hair colour (hair -1, every hair colour at 1/n), as
+    the app does for "auto" and at hair strength 0: the generator then has to settle the colour itself.
     Returns (tags (n, TAG_DIM), hair (n,), eye (n,)).
     """
     rows = torch.randint(len(pool), (n,), generator=generator)
@@ -85,7 +84,8 @@ def sample_target_tags(pool: torch.Tensor, pool_hair: torch.Tensor, pool_eye: to
         hair = torch.where(keep, own_hair, hair)
     if auto_hair_prob > 0:  # drawn last, so runs without it draw as before
         hair = torch.where(torch.rand(n, generator=generator) < auto_hair_prob, -1, hair)
-    tags[:, vocab.hair_slice] = F.one_hot(hair.clamp(min=0), n_hair).float() * (hair >= 0)[:, None]
+    tags[:, vocab.hair_slice] = torch.where((hair >= 0)[:, None], F.one_hot(hair.clamp(min=0), n_hair).float(),
+                                            1.0 / n_hair)
     tags[:, vocab.eye_slice] = F.one_hot(eye, n_eye).float()
     return tags, hair, eye
 

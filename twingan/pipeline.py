@@ -7,10 +7,14 @@ portraits to display size, instead of a plain resize). A helper whose checkpoint
 disables its feature; `pipeline.notes` says which and why.
 
 Colour controls become the tag vector the generator is conditioned on, per group:
-    group = strength * target
-where target is the one-hot of the chosen colour, or for "keep" the hair classifier's
-probabilities for that face. An all-zero group is the unconditioned path (the model infers), so
-strength 0 means "what the model infers" and 1 means "the chosen colour fully".
+    eye  = strength * target
+    hair = strength * target + (1 - strength) * uniform
+where target is the one-hot of the chosen colour, for "keep" the hair classifier's probabilities
+for that face, and for hair "auto" the uniform vector (every hair colour at 1/n). An all-zero eye
+group is the unconditioned path (the model infers the eyes). The hair group is never all zero:
+without a hair tag the 128 px checkpoint of 2026-12-04 draws a muddy face without eyes, while every
+colour at equal weight gives a drawn face whose hair the model settles. So strength 0 means "what
+the model settles on" and 1 means "the chosen colour fully".
 
 `build_index` and `lookalikes` search a gallery in the shared 4x4 latent (`twingan.lookalikes`).
 """
@@ -45,19 +49,23 @@ from twingan.upscaler import AnimeUpscaler
 from twingan.vocab import TagVocab
 
 KEEP = "keep"  # hair choice: the colour read from the photo by the human hair classifier
-AUTO = "auto"  # hair or eye choice: no conditioning, the model infers
+AUTO = "auto"  # eye choice: no conditioning, the model infers; hair: every colour at equal weight, the model settles
 PASTE_MAX_SIDE = 2000  # px, long side of the pasted photo: half a phone photo, sharp on any screen
 # Webcam frames: detect on a 320 px copy and only faces of 40+ px there (a selfie's face is big),
 # which cuts MTCNN's image pyramid to a few levels.
 LIVE_DETECT_SIZE, LIVE_MIN_FACE = 320, 40
-# "Keep my hair colour" falls back to the model's own choice below this classifier confidence, and
-# for greyscale faces, whose reads are mostly wrong (`python -m train.helpers.hair_report`). At 0.6 the app's
+# Below this classifier confidence, and for greyscale faces, whose reads are mostly wrong
+# (`python -m train.helpers.hair_report`), "keep my hair colour" is reported as unsure. At 0.6 the app's
 # framing of the CelebA test faces keeps 89% of the reads, 92% right (0.5: 95%, 90% right); on real
-# photos the reads are less sure, and 0.6 drops a dark-haired man read as silver at 53%.
+# photos the reads are less sure, and 0.6 flags a dark-haired man read as silver at 53%. An unsure read
+# still conditions the portrait with its probabilities (a hedge between the likely colours): with no
+# hair tag the 128 px checkpoint of 2026-12-04 draws a muddy face without eyes on such photos.
 HAIR_MIN_CONFIDENCE = 0.6
 GREY_CHROMA = 0.02  # mean (max - min) over RGB below which a face counts as greyscale (JPEG noise ~0.005)
 LIVE_REDETECT_EVERY = 4  # frames; between detections the face box is reused (a head moves little in 0.4 s)
-DEFAULT_CHECKPOINT = LOCAL_CHECKPOINTS / "twingan-selfie2anime"
+# The 128 px model since 2026-12-04 (its model card has the measurements against the 64 px
+# twingan-selfie2anime, which stays bundled).
+DEFAULT_CHECKPOINT = LOCAL_CHECKPOINTS / "twingan-selfie2anime-128"
 DEFAULT_TAGGER = LOCAL_CHECKPOINTS / "tagger"
 DEFAULT_HAIR_CLASSIFIER = LOCAL_CHECKPOINTS / "human-hair"
 DEFAULT_UPSCALER = LOCAL_CHECKPOINTS / "anime-upscaler"
@@ -84,7 +92,7 @@ class FaceResult:
     box: tuple[float, float, float, float]  # crop square in photo pixels
     confidence: float
     hair_read: str | None  # the hair colour read from the photo (None without the classifier)
-    hair_unreliable: str | None  # why that read was not used (the model chose the colour), else None
+    hair_unreliable: str | None  # why that read is unsure (the portrait hedges between colours), else None
     tags: list[float]  # the tag vector the generator got
 
 
@@ -206,18 +214,21 @@ class TranslationPipeline:
         """(n, vocab.dim) tag vectors from the controls (see the module doc).
 
         keep_probs: (n, len(vocab.hair)) hair colour probabilities read from each face, used for
-        hair == KEEP (zeros, i.e. the model infers, when None). binary: (vocab.binary,) or None.
+        hair == KEEP (uniform, as for AUTO, when None). binary: (vocab.binary,) or None.
         """
         v = self.vocab
         for name, s in (("hair", hair_strength), ("eye", eye_strength)):
             if not 0.0 <= float(s) <= 1.0:
                 raise ValueError(f"{name} strength must be between 0 and 1, got {s}")
         tags = torch.zeros(n, v.dim)
+        n_hair, strength = len(v.hair), float(hair_strength)
+        target = torch.full((n, n_hair), 1.0 / n_hair)  # AUTO, or KEEP without a read
         if hair == KEEP:
             if keep_probs is not None:
-                tags[:, v.hair_slice] = keep_probs * float(hair_strength)
+                target = keep_probs
         elif hair != AUTO:
-            tags[:, v.hair_index(hair)] = float(hair_strength)
+            target = F.one_hot(torch.full((n,), v.hair_index(hair)), n_hair).float()
+        tags[:, v.hair_slice] = strength * target + (1.0 - strength) / n_hair
         if eye == KEEP:
             raise ValueError('"keep" is for the hair colour; choose an eye colour or "auto"')
         if eye != AUTO:
@@ -229,9 +240,9 @@ class TranslationPipeline:
     @torch.no_grad()
     def read_hair(self, faces: torch.Tensor) -> tuple[list[str], torch.Tensor, list[str | None]] | None:
         """Hair colour of each human face (B, 3, H, W) in [0, 1]: names, (B, n_hair) vocab probs, and
-        per face why the read is unreliable (None when it is fine). Unreliable reads get all-zero
-        probs, so the model chooses the colour: greyscale faces, or top probability below
-        HAIR_MIN_CONFIDENCE."""
+        per face why the read is unsure (None when it is fine): a greyscale face, or a top
+        probability below HAIR_MIN_CONFIDENCE. Unsure reads keep their probabilities, so the
+        portrait hedges between the likely colours."""
         if self.hair_classifier is None:
             return None
         probs = self.hair_classifier(faces.to(self.device, self.dtype)).float().softmax(-1).cpu()
@@ -249,8 +260,6 @@ class TranslationPipeline:
                 unreliable.append(f"low confidence, {confidence:.0%} {names[i]}")
             else:
                 unreliable.append(None)
-            if unreliable[-1]:
-                vocab_probs[i] = 0.0
         return names, vocab_probs, unreliable
 
     @torch.no_grad()
@@ -440,6 +449,19 @@ class TranslationPipeline:
                 h.update(name.encode())
                 h.update(t.detach().float().cpu().numpy().tobytes())
         return h.hexdigest()[:16]
+
+
+def hair_read_lines(reads: list[tuple[str | None, str | None]], where: str = "photo") -> list[str]:
+    """Status sentences for "keep my hair colour" from each face's (colour read, why unsure or None):
+    the colours read, and the faces whose read was unsure, so their portraits mix the likely colours."""
+    sure = [name for name, why in reads if name and not why]
+    lines = [f"Hair colour read from the {where}: " + ", ".join(sure) + "."] if sure else []
+    for i, (_, why) in enumerate(reads, 1):
+        if why:
+            which = f" of face {i}" if len(reads) > 1 else ""
+            lines.append(f"Hair colour{which} not read reliably ({why}): the portrait mixes the likely colours; "
+                         "pick one to set it.")
+    return lines
 
 
 def default_cache_dir() -> Path:

@@ -34,7 +34,7 @@ from PIL import Image
 
 from twingan.faces import FaceCrop, NoFaceError, crop_box, crop_face, paste_back
 from twingan.images import MIN_SIDE, ImageError, fit
-from twingan.pipeline import AUTO, KEEP, TranslationPipeline
+from twingan.pipeline import AUTO, KEEP, TranslationPipeline, hair_read_lines
 from twingan.tracking import Detection, Face, FaceTracker
 
 VideoSource = str | os.PathLike | BinaryIO
@@ -76,7 +76,7 @@ class _FaceWork:
         self.controls = (hair, hair_strength, eye, eye_strength)
         pipeline.tag_vectors(1, *self.controls)  # a bad control fails now, before any decoding
         self.read_hair = hair == KEEP and pipeline.hair_classifier is not None
-        self.hair_notes: list[tuple[str | None, str | None]] = []  # per track: (colour read, why not used)
+        self.hair_notes: list[tuple[str | None, str | None]] = []  # per track: (colour read, why unsure)
 
     def detect(self, frame: Image.Image) -> list[Detection]:
         cropper = self.pipeline.cropper
@@ -121,13 +121,7 @@ class _FaceWork:
         hair = self.controls[0]
         if hair == KEEP and self.pipeline.hair_classifier is None:
             return ['"Keep my hair colour" is unavailable (no hair classifier); the model infers it']
-        read = [name for name, why in self.hair_notes if not why]
-        lines = ["Hair colour read from the video: " + ", ".join(read) + "."] if read else []
-        for i, (_, why) in enumerate(self.hair_notes, 1):
-            if why:
-                which = f" of face {i}" if len(self.hair_notes) > 1 else ""
-                lines.append(f"Hair colour{which} not read reliably ({why}): the model chose it.")
-        return lines
+        return hair_read_lines(self.hair_notes, "video")
 
 
 def _to_tensor(images: list[Image.Image]) -> torch.Tensor:
