@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # One run on a machine with a GPU: train gpu-128 for MINUTES of wall clock from the data pack, bring back what matters.
 #
-#   scripts/device_train.sh MINUTES [key=value ...]     (overrides go to the training config)
+#   scripts/device_train.sh MINUTES [key=value ...] [--init-from CHECKPOINT | --resume]   (passed on to python -m train)
 #
 # Environment (all optional): OUT (default ./out; the GPU machine sets it), PACK (pack/gpu-128.npz),
 # CONFIG (gpu-128), RUN_DIR (a fresh temporary folder), PYTHON (python3), PEAK_SECONDS (2: the matmul
 # benchmark's length), LATENCY_REPEATS (20), RESUME (a folder holding state.pt.NNN parts from an
-# earlier call: training continues from them).
+# earlier call: training continues from them), PROFILE_STEPS (10: steps timed, then profiled, after training).
 #
 # Writes into $OUT: device.log (everything printed), device.json (environment, bf16 matmul peak,
 # images/s per stage, FLOPs per image, fraction of the peak, state form, inference latency),
 # config.json + model.safetensors (the EMA export, fp16), samples.png (the last grid under two
 # earlier ones) and state.pt.NNN (the training state, split; as exact as fits in what comes back).
+# device.json also gets "profile": wall ms per step, the step's phases, kernel launches, the top ops.
 # Each step runs even if an earlier one failed; the exit status is the training's (3: no usable pack).
 set -uo pipefail
 if [ $# -lt 1 ]; then
@@ -55,6 +56,12 @@ main() {
 
   echo "== collect"
   $PYTHON -m train.device.device collect "$RUN_DIR" "$OUT" || echo "collect failed"
+  echo "== where a training step's time goes"
+  if [ -f "$RUN_DIR/checkpoint.pt" ]; then
+    $PYTHON -m train.device.device profile "$RUN_DIR" "$OUT" --steps "${PROFILE_STEPS:-10}" || echo "profile failed"
+  else
+    echo "no checkpoint in $RUN_DIR: profile skipped"
+  fi
   echo "== inference latency"
   if [ -f "$OUT/model.safetensors" ]; then
     $PYTHON -m train.device.device latency "$OUT" --pack "$PACK" --repeats "${LATENCY_REPEATS:-20}" || echo "latency failed"

@@ -193,7 +193,7 @@ def test_device_script_end_to_end_on_the_cpu(pack, tmp_path):
     """The device call's command with a 20 s budget: export, grid, state, figures and latency in OUT."""
     out, run = tmp_path / "out", tmp_path / "run"
     env = {**os.environ, "OUT": str(out), "PACK": str(pack), "RUN_DIR": str(run), "PYTHON": sys.executable,
-           "PEAK_SECONDS": "0.3", "LATENCY_REPEATS": "3", "OMP_NUM_THREADS": "1"}
+           "PEAK_SECONDS": "0.3", "LATENCY_REPEATS": "3", "PROFILE_STEPS": "2", "OMP_NUM_THREADS": "1"}
     budget = 20 / 60
     proc = subprocess.Popen(["bash", str(REPO / "scripts" / "device_train.sh"), f"{budget:.4f}", *tiny_overrides()],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -220,6 +220,9 @@ def test_device_script_end_to_end_on_the_cpu(pack, tmp_path):
     assert last["images_per_s"] > 0 and 0 < last["fraction_of_peak"]
     assert report["state"]["form"] == "full"
     assert report["latency"]["batch_1"]["ms_per_face"] > 0 and report["latency"]["dtype"] == "float32"
+    profile = report["profile"]
+    assert profile["wall_ms_per_step"] > 0 and profile["top_ops"] and profile["batch"] == 4
+    assert {"batch", "g_forward", "d_update", "g_update", "ema"} <= set(profile["phases_cpu_ms_per_step"])
     assert "images/s" in log and "of the bf16 matmul peak" in log
     model = load_pretrained(TwinGAN, out)
     res = model.config.resolution

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from train import growing, losses
 from train.augment import augment, upload_jitter
@@ -154,9 +155,11 @@ class Trainer:
         if self.source_eyes is not None:  # the eye discs ride along as extra channels, through the augmentation
             xs = torch.cat([xs, eye_masks(self.source_eyes[si.cpu()], resolution).to(xs.device)], 1)
         if self.cfg.augment:
-            xs, xt = augment(xs, self.rng), augment(xt, self.rng)
+            with record_function("augment"):
+                xs, xt = augment(xs, self.rng), augment(xt, self.rng)
         if self.cfg.upload_jitter:
-            xs = upload_jitter(xs, self.rng, self.cfg.upload_jitter)
+            with record_function("upload_jitter"):
+                xs = upload_jitter(xs, self.rng, self.cfg.upload_jitter)
         if self.source_eyes is not None:
             xs, extra["eye_masks"] = xs[:, :3], xs[:, 3:]
         xs, xt = fade_real(xs, alpha), fade_real(xt, alpha)
@@ -202,30 +205,35 @@ class Trainer:
         self.rng.manual_seed(cfg.seed * 1_000_003 + self.step_count)
         if global_batch % self.world:
             raise ValueError(f"batch {global_batch} at {res} px does not split over {self.world} processes")
-        batch = self._batch(res, alpha, global_batch)
+        # The record_function labels name the phases in `python -m train.device.device profile`; free otherwise.
+        with record_function("batch"):
+            batch = self._batch(res, alpha, global_batch)
         recon_gan = gan_on_reconstructions(cfg, res)
         self.model.train()
-        with bf16_autocast(self.autocast):
+        with record_function("g_forward"), bf16_autocast(self.autocast):
             gen = g_forward(self, batch)
 
         requires_grad(self.model, False)  # D update on the detached generator outputs
         for d in self._discriminators():
             requires_grad(d, True)
-        d_loss, d_logs = discriminator_loss(self, batch, gen, alpha, recon_gan)
-        self._update(self.opt_d, d_loss, self.d_params)
+        with record_function("d_update"):
+            d_loss, d_logs = discriminator_loss(self, batch, gen, alpha, recon_gan)
+            self._update(self.opt_d, d_loss, self.d_params)
 
         requires_grad(self.model, True)  # G update against the updated, frozen discriminators
         for d in self._discriminators():
             requires_grad(d, False)
-        g_loss, g_logs = generator_loss(self, batch, gen, alpha, recon_gan)
-        self._update(self.opt_g, g_loss, list(self.model.parameters()))
+        with record_function("g_update"):
+            g_loss, g_logs = generator_loss(self, batch, gen, alpha, recon_gan)
+            self._update(self.opt_g, g_loss, list(self.model.parameters()))
         for d in self._discriminators():
             requires_grad(d, True)
 
         self.step_count += 1
         self.images_seen += global_batch
-        accumulate(self.ema, self.model,
-                   ema_beta(global_batch, self.images_seen, cfg.ema_half_life_images, cfg.ema_rampup))
+        with record_function("ema"):
+            accumulate(self.ema, self.model,
+                       ema_beta(global_batch, self.images_seen, cfg.ema_half_life_images, cfg.ema_rampup))
         logs = {**d_logs, **g_logs, "g_total": g_loss, "d_total": d_loss}
         return self._reduce_logs({k: v.detach() for k, v in logs.items()})
 

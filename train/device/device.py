@@ -3,6 +3,7 @@
     python -m train.device.device env --json RUN/peak.json --pack PACK  # environment, bf16 matmul peak, pack check
     python -m train.device.device collect RUN OUT                       # export, grid, state parts, FLOPs, peak fraction
     python -m train.device.device latency OUT --pack PACK               # the app's inference path on face crops, per face
+    python -m train.device.device profile RUN OUT                       # where a training step's time goes
 
 Each step is its own process, so one that fails costs only its own output. Everything that comes
 back from a device call must fit 8 files of at most 16 MiB (64 MiB in all): `collect` writes the EMA
@@ -14,6 +15,7 @@ form that fits (see `compact_state`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import os
@@ -354,6 +356,72 @@ def cmd_latency(args) -> dict:
     return report
 
 
+PHASES = ("batch", "augment", "upload_jitter", "g_forward", "d_update", "g_update", "ema")  # engine's labels
+
+
+def cmd_profile(args) -> dict:
+    """Where a training step's time goes: RUN/checkpoint.pt's config and state (`--batch` overrides the
+    batch size), `--warmup` steps, `--steps` timed steps, then as many under torch.profiler. Nothing
+    is saved to RUN. Prints and merges into OUT/device.json: wall ms per step, the engine's phases (CPU ms per
+    step, inclusive), kernel launches per step and the ops that take the most device (else CPU) time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from train.config import train_config_from_dict
+    from train.loop import build_trainer, configure_torch
+
+    run = Path(args.run)
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    cfg = dataclasses.replace(train_config_from_dict(state["config"]), run_dir=str(run))
+    del state
+    if args.batch:
+        cfg = dataclasses.replace(cfg, batch_size=args.batch, batch_by_resolution={})
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    configure_torch(cfg, device)
+    trainer = build_trainer(cfg, 0, 1, device, resume=True)
+    for _ in range(args.warmup):
+        trainer.step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        trainer.step()
+    sync(device)
+    wall_ms = 1e3 * (time.perf_counter() - start) / args.steps
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(args.steps):
+            trainer.step()
+        sync(device)
+    events = prof.key_averages()
+
+    def device_ms(e) -> float:  # self time on the accelerator (torch >= 2.4 names it device_time)
+        return getattr(e, "self_device_time_total", 0.0) / 1e3 / args.steps
+
+    def cpu_ms(e, inclusive: bool = False) -> float:
+        return (e.cpu_time_total if inclusive else e.self_cpu_time_total) / 1e3 / args.steps
+
+    by_key = {e.key: e for e in events}
+    on_device = device.type == "cuda"
+    top = sorted(events, key=device_ms if on_device else cpu_ms, reverse=True)[:args.top]
+    res = trainer.stage[0]
+    report = {
+        "device": str(device), "resolution": res, "batch": cfg.batch_for(res), "steps": args.steps,
+        "wall_ms_per_step": round(wall_ms, 2), "images_per_s": round(1e3 * cfg.batch_for(res) / wall_ms, 1),
+        "phases_cpu_ms_per_step": {k: round(cpu_ms(by_key[k], inclusive=True), 2) for k in PHASES if k in by_key},
+        "device_busy_ms_per_step": round(sum(device_ms(e) for e in events), 2) if on_device else None,
+        "kernel_launches_per_step": (by_key["cudaLaunchKernel"].count // args.steps
+                                     if "cudaLaunchKernel" in by_key else None),
+        "top_ops": [{"op": e.key, "device_ms": round(device_ms(e), 3), "cpu_ms": round(cpu_ms(e), 3),
+                     "calls_per_step": e.count // args.steps} for e in top],
+    }
+    print(json.dumps({"profile": report}), flush=True)
+    path = Path(args.out) / "device.json"
+    if path.is_file():
+        merged = json.loads(path.read_text())
+        merged["profile"] = report
+        path.write_text(json.dumps(merged, indent=2) + "\n")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.device.device", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -371,10 +439,17 @@ def main(argv: list[str] | None = None) -> int:
     lat.add_argument("--faces", type=int, default=16)
     lat.add_argument("--repeats", type=int, default=20)
     lat.add_argument("--device", default=None, help="default: cuda (fp16) when present, else cpu (fp32)")
+    prof = sub.add_parser("profile", help="profile training steps of RUN's config and state; figures into OUT")
+    prof.add_argument("run")
+    prof.add_argument("out")
+    prof.add_argument("--warmup", type=int, default=5)
+    prof.add_argument("--steps", type=int, default=10)
+    prof.add_argument("--top", type=int, default=15, help="how many ops to list")
+    prof.add_argument("--batch", type=int, default=0, help="batch size (default: the run's)")
     args = p.parse_args(argv)
     if args.cmd == "env":
         return cmd_env(args)
-    {"collect": cmd_collect, "latency": cmd_latency}[args.cmd](args)
+    {"collect": cmd_collect, "latency": cmd_latency, "profile": cmd_profile}[args.cmd](args)
     return 0
 
 
