@@ -117,6 +117,10 @@ def test_pack_cap_defaults_to_what_the_working_tree_leaves(tmp_path):
         (tmp_path / name).write_bytes(bytes(mib << 20))
     subprocess.run(["git", "-C", str(tmp_path), "add", "tracked.bin"], check=True)
     assert room_mib(tmp_path) == 64 - 3 - 1
+    outside = tmp_path.parent / f"{tmp_path.name}-not-a-checkout"
+    outside.mkdir()
+    with pytest.raises(PackError, match="--max-mib"):
+        room_mib(outside)
 
 
 def test_gpu_continue_config_is_the_128px_checkpoints_model_at_one_stage():

@@ -225,8 +225,11 @@ def build_pack(cfg: TrainConfig, out: Path, max_mib: float = 48.0, quality: int 
 
 def travelling_bytes(root: Path = REPO_ROOT) -> int:
     """Bytes of the files a device call sends besides the pack: tracked files and untracked ones git does not ignore."""
-    listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            capture_output=True, check=True).stdout
+    try:
+        listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                                capture_output=True, check=True).stdout
+    except (FileNotFoundError, subprocess.CalledProcessError):
+        raise PackError(f"cannot list the working tree at {root} (no git, or not a checkout): pass --max-mib") from None
     paths = (root / name for name in listed.decode().split("\0") if name)
     return sum(p.stat().st_size for p in paths if p.is_file())
 
