@@ -372,12 +372,13 @@ def cmd_profile(args) -> dict:
     run = Path(args.run)
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     cfg = dataclasses.replace(train_config_from_dict(state["config"]), run_dir=str(run))
-    del state
     if args.batch:
         cfg = dataclasses.replace(cfg, batch_size=args.batch, batch_by_resolution={})
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     configure_torch(cfg, device)
-    trainer = build_trainer(cfg, 0, 1, device, resume=True)
+    trainer = build_trainer(cfg, 0, 1, device)
+    trainer.load_state_dict(state)  # the state read above, not a second read of the file
+    del state
     for _ in range(args.warmup):
         trainer.step()
     sync(device)
