@@ -278,24 +278,28 @@ def test_real_selfie_from_shared_data(client):
 # The pipeline without the server
 
 
-def test_tag_vector_strength_blends_the_hair_from_every_colour_alike_and_the_eyes_from_none(app_server):
-    """Hair strength 0 and "auto" ask for every hair colour at 1/n (no hair tag at all draws a muddy
-    face); the eye group keeps its all-zero unconditioned path."""
+def test_tag_vector_strength_blends_each_colour_group_from_every_colour_alike(app_server):
+    """Strength 0 and "auto" ask for every colour of the group at 1/n, for the hair and the eyes
+    alike: an all-zero group (never asked in training) draws a blotchy face."""
     p = app_server.pipeline
     v = p.vocab
-    n, red = len(v.hair), v.hair_index("red")
-    full = p.tag_vectors(2, "red", 1.0, "blue", 0.5)
+    n, n_eye, red, blue = len(v.hair), len(v.eye), v.hair_index("red"), v.eye_index("blue")
+    full = p.tag_vectors(2, "red", 1.0, "blue", 1.0)
     assert full.shape == (2, v.dim)
     assert full[0, red] == 1.0 and full[0, v.hair_slice].sum() == 1.0
-    assert full[0, v.eye_slice.start + v.eye_index("blue")] == 0.5
-    uniform = torch.full((1, n), 1 / n)
+    assert full[0, v.eye_slice.start + blue] == 1.0 and full[0, v.eye_slice].sum() == 1.0
+    half_eye = p.tag_vectors(1, "red", 1.0, "blue", 0.5)[0, v.eye_slice]
+    assert float(half_eye[blue]) == pytest.approx(0.5 + 0.5 / n_eye) and float(half_eye.sum()) == pytest.approx(1.0)
+    uniform, uniform_eye = torch.full((1, n), 1 / n), torch.full((1, n_eye), 1 / n_eye)
     auto = p.tag_vectors(1, AUTO)
-    assert torch.allclose(auto[:, v.hair_slice], uniform) and auto[:, v.eye_slice].abs().sum() == 0
+    assert torch.allclose(auto[:, v.hair_slice], uniform) and torch.allclose(auto[:, v.eye_slice], uniform_eye)
     assert torch.allclose(p.tag_vectors(1, "red", 0.0)[:, v.hair_slice], uniform)  # strength 0: the model settles
+    assert torch.allclose(p.tag_vectors(1, "red", 1.0, "blue", 0.0)[:, v.eye_slice], uniform_eye)
     half = p.tag_vectors(1, "red", 0.5)[0, v.hair_slice]
     assert float(half[red]) == pytest.approx(0.5 + 0.5 / n) and float(half.sum()) == pytest.approx(1.0)
     keep = torch.tensor([[0.0] * (n - 1) + [1.0]])
     assert torch.allclose(p.tag_vectors(1, KEEP, 0.5, keep_probs=keep)[:, v.hair_slice], keep * 0.5 + 0.5 / n)
+    assert torch.allclose(p.tag_vectors(1, KEEP)[:, v.hair_slice], uniform)  # keep without a read: as auto
     with pytest.raises(ValueError, match="unknown hair colour 'plaid'"):
         p.tag_vectors(1, "plaid")
     with pytest.raises(ValueError, match="between 0 and 1"):

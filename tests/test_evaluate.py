@@ -426,8 +426,10 @@ def test_evaluate_app_counts_faces_and_calibrates_on_stand_ins(tiny_pipeline, ph
     assert m["app_two_sample_skipped"] == "only 2 portraits of test selfies" and not passes(m, "app_two_sample_accuracy")
     assert "app_two_sample_accuracy" in GATES and "eye_accuracy_confirmed" not in GATES  # eyes are reported only
     # Five copies of each photo: enough portraits for the three two-sample tests, each with as many per side.
-    m, _ = evaluate_app(tiny_pipeline, photos[:2] * 5, [], anime, two_sample_steps=3)
-    for prefix in ("app_two_sample", "app_two_sample_real", "app_two_sample_real_64px"):
+    # With colour pairs to ask for, a fourth test scores the portraits asked for them.
+    m, _ = evaluate_app(tiny_pipeline, photos[:2] * 5, [], anime, two_sample_steps=3,
+                        anime_colours=[("red", "blue"), ("blonde", "green")] * 5)
+    for prefix in ("app_two_sample", "app_two_sample_real", "app_two_sample_real_64px", "app_two_sample_anime_colours"):
         assert m[f"{prefix}_n_train"] == (5, 5) and m[f"{prefix}_n_test"] == (5, 5), prefix
         assert m[f"{prefix}_steps"] == 3 and m[f"{prefix}_resolution"] == 128 and 0 < m[f"{prefix}_stderr"] < 0.5
     assert m["app_photos_faces"] == 0 and m["app_sharpness_ratio_photos"] != m["app_sharpness_ratio_photos"]

@@ -6,15 +6,16 @@ optional helpers: the anime tagger (reference image -> tags), the human hair cla
 portraits to display size, instead of a plain resize). A helper whose checkpoint is missing only
 disables its feature; `pipeline.notes` says which and why.
 
-Colour controls become the tag vector the generator is conditioned on, per group:
-    eye  = strength * target
-    hair = strength * target + (1 - strength) * uniform
-where target is the one-hot of the chosen colour, for "keep" the hair classifier's probabilities
-for that face, and for hair "auto" the uniform vector (every hair colour at 1/n). An all-zero eye
-group is the unconditioned path (the model infers the eyes). The hair group is never all zero:
-without a hair tag the 128 px checkpoint of 2026-12-04 draws a muddy face without eyes, while every
-colour at equal weight gives a drawn face whose hair the model settles. So strength 0 means "what
-the model settles on" and 1 means "the chosen colour fully".
+Colour controls become the tag vector the generator is conditioned on, the same way for the hair
+and the eye group:
+    group = strength * target + (1 - strength) * uniform
+where target is the one-hot of the chosen colour, for hair "keep" the hair classifier's
+probabilities for that face, and for "auto" the uniform vector (every colour of the group at 1/n).
+A group is never all zero: training always asks for an eye colour and almost always for a hair
+colour, and on an all-zero group the 128 px checkpoint of 2026-12-04 draws a blotchy face (no hair
+tag: no eyes at all; no eye tag: smudged eyes, grey streaks over the skin), while every colour at
+equal weight gives a clean drawn face whose colour the model settles. So strength 0 means "what the
+model settles on" and 1 means "the chosen colour fully".
 
 `build_index` and `lookalikes` search a gallery in the shared 4x4 latent (`twingan.lookalikes`).
 """
@@ -49,7 +50,7 @@ from twingan.upscaler import AnimeUpscaler
 from twingan.vocab import TagVocab
 
 KEEP = "keep"  # hair choice: the colour read from the photo by the human hair classifier
-AUTO = "auto"  # eye choice: no conditioning, the model infers; hair: every colour at equal weight, the model settles
+AUTO = "auto"  # hair or eyes: every colour of the group at equal weight, the model settles the colour
 PASTE_MAX_SIDE = 2000  # px, long side of the pasted photo: half a phone photo, sharp on any screen
 # Webcam frames: detect on a 320 px copy and only faces of 40+ px there (a selfie's face is big),
 # which cuts MTCNN's image pyramid to a few levels.
@@ -220,19 +221,17 @@ class TranslationPipeline:
         for name, s in (("hair", hair_strength), ("eye", eye_strength)):
             if not 0.0 <= float(s) <= 1.0:
                 raise ValueError(f"{name} strength must be between 0 and 1, got {s}")
-        tags = torch.zeros(n, v.dim)
-        n_hair, strength = len(v.hair), float(hair_strength)
-        target = torch.full((n, n_hair), 1.0 / n_hair)  # AUTO, or KEEP without a read
-        if hair == KEEP:
-            if keep_probs is not None:
-                target = keep_probs
-        elif hair != AUTO:
-            target = F.one_hot(torch.full((n,), v.hair_index(hair)), n_hair).float()
-        tags[:, v.hair_slice] = strength * target + (1.0 - strength) / n_hair
         if eye == KEEP:
             raise ValueError('"keep" is for the hair colour; choose an eye colour or "auto"')
-        if eye != AUTO:
-            tags[:, v.eye_slice.start + v.eye_index(eye)] = float(eye_strength)
+        tags = torch.zeros(n, v.dim)
+        hair_target = keep_probs if hair == KEEP and keep_probs is not None else None  # KEEP without a read: AUTO
+        if hair not in (KEEP, AUTO):
+            hair_target = F.one_hot(torch.full((n,), v.hair_index(hair)), len(v.hair)).float()
+        eye_target = None if eye == AUTO else F.one_hot(torch.full((n,), v.eye_index(eye)), len(v.eye)).float()
+        for group, target, s in ((v.hair_slice, hair_target, hair_strength), (v.eye_slice, eye_target, eye_strength)):
+            width = group.stop - group.start
+            uniform = torch.full((n, width), 1.0 / width)
+            tags[:, group] = uniform if target is None else float(s) * target + (1.0 - float(s)) * uniform
         if binary is not None:
             tags[:, v.binary_slice] = binary.float()
         return tags

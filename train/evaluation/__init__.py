@@ -18,7 +18,10 @@ found in the real photos (`--photos`; default: examples/ and the data's photos/)
 - two-sample test at 128 px: as below, but the CNN sees 128 px, the app's portraits of the test
   selfies against as many real anime faces at 128 px; beside it, the same test on real anime against
   real anime (about 50%) and on real anime taken to 64 px and back against real anime (how well the
-  test sees the blur of a 64 px portrait). Sample sizes, steps and standard errors are reported.
+  test sees the blur of a 64 px portrait), and on the portraits of the same selfies asked for a
+  hair and eye colour pair drawn from the real anime test tags instead of the app's defaults (how
+  much of the gap is the colours: the person's own hair is mostly dark, real anime hair mostly
+  bright). Sample sizes, steps and standard errors are reported.
 - `eval_photos.png` (beside the grid, GRID_photos.png): each real photo's face crop and its portrait
   as the app returns them, at display size (256 px).
 

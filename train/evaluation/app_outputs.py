@@ -18,22 +18,26 @@ TWO_SAMPLE_BLUR = 64  # px: real anime taken down to this and back up calibrate 
 
 
 @torch.no_grad()
-def app_portraits(pipeline, photos: list, all_faces: bool, size: int = APP_SIZE) -> dict:
+def app_portraits(pipeline, photos: list, all_faces: bool, size: int = APP_SIZE,
+                  colours: list[tuple[str, str]] | None = None) -> dict:
     """The portraits the app shows for `photos` (paths or PIL images): `pipeline.translate` at the
-    app's default controls, `faces[0]` (the largest face) of each photo, or every face it returns
-    when `all_faces`. Returns {"anime": (M, 3, size, size) in [0, 1], the portraits resized to `size`
-    (antialiased), "photo": (M,) the index of each one's photo, "faces": the M FaceResults (display
-    size images), "failed": {photo index: the app's message} for the photos it returns no portrait
-    for (no face found, or an image it refuses)}."""
+    app's default controls (or, with `colours`, asked for the (hair, eye) colour pair given for each
+    photo), `faces[0]` (the largest face) of each photo, or every face it returns when `all_faces`.
+    Returns {"anime": (M, 3, size, size) in [0, 1], the portraits resized to `size` (antialiased),
+    "photo": (M,) the index of each one's photo, "faces": the M FaceResults (display size images),
+    "failed": {photo index: the app's message} for the photos it returns no portrait for (no face
+    found, or an image it refuses)}."""
     from torchvision.transforms.functional import to_tensor
 
     from twingan.images import ImageError
     from twingan.layers import resize_square
+    from twingan.pipeline import AUTO
 
     anime, owner, faces, failed = [], [], [], {}
     for i, photo in enumerate(photos):
         try:
-            result = pipeline.translate(photo, hair=pipeline.default_hair)
+            hair, eye = colours[i] if colours is not None else (pipeline.default_hair, AUTO)
+            result = pipeline.translate(photo, hair=hair, eye=eye)
         except ImageError as err:  # NoFaceError is one; the app shows the user this message
             failed[i] = str(err)
             continue
@@ -58,7 +62,8 @@ def sharpness_with_stderr(images: torch.Tensor, reference: torch.Tensor) -> tupl
 
 
 def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor, seed: int = 0,
-                 two_sample_steps: int = TWO_SAMPLE_STEPS, calibrate: bool = True) -> tuple[dict, dict]:
+                 two_sample_steps: int = TWO_SAMPLE_STEPS, calibrate: bool = True,
+                 anime_colours: list[tuple[str, str]] | None = None) -> tuple[dict, dict]:
     """Metrics of the app's portraits (`app_portraits`) of the test selfies (`selfie_files`) and of the
     real `photos`, against the real anime test faces `anime` (N, 3, APP_SIZE, APP_SIZE), and the
     portraits of the photos (for `photos_figure`).
@@ -68,6 +73,10 @@ def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor
     test uses as many images per side as the portraits of the test selfies (at most half the anime),
     `two_sample_steps` steps (0 skips them) and the same seed; it needs 4 portraits per side.
     `calibrate=False` runs only the gated two-sample test (its calibrations cost twice as much again).
+    With `anime_colours` ((hair, eye) names, one per test selfie, drawn from real anime tags) and
+    `calibrate`, one more test (`app_two_sample_anime_colours_*`) scores portraits asked for those
+    colours: how much of the gap is the colours the app's defaults pick (the person's own hair,
+    mostly dark, against the bright hair of real anime), how much the drawing.
     """
     from train.helpers.hair_report import small_face  # down to a side (antialiased), back up bicubic
     from twingan.metrics import classifier_two_sample_test, sharpness_ratio
@@ -100,6 +109,9 @@ def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor
         tests = [("", selfies["anime"][:n])]
         if calibrate:
             tests += [("_real", other[:n]), (f"_real_{TWO_SAMPLE_BLUR}px", small_face(other[:n], TWO_SAMPLE_BLUR))]
+            if anime_colours is not None:
+                asked = app_portraits(pipeline, selfie_files, all_faces=False, colours=anime_colours)["anime"][:n]
+                tests += [("_anime_colours", asked)] if len(asked) >= 4 else []
         for suffix, images in tests:
             test = classifier_two_sample_test(images, reference[:n], steps=two_sample_steps, seed=seed,
                                               resolution=APP_SIZE)

@@ -11,7 +11,7 @@ import torch
 
 from train.config import REPO_ROOT, default_data_root
 from train.evaluation.app_outputs import APP_SIZE, evaluate_app, photos_figure, photos_figure_path
-from train.evaluation.data import default_photo_dirs, load_test_sets, photo_files
+from train.evaluation.data import default_photo_dirs, load_test_sets, photo_files, sample_tags
 from train.evaluation.model_outputs import TWO_SAMPLE_STEPS, evaluate, evaluate_reverse
 from twingan.pipeline import DEFAULT_HAIR_CLASSIFIER
 
@@ -38,6 +38,16 @@ def comparison_grid(model, shown: dict, path: Path, n: int = 8) -> Path:
     grid = torch.nn.functional.interpolate(grid, size=size, mode="nearest")
     save_image(grid, path, nrow=max(n, len(vocab.hair)), padding=2, pad_value=1.0)
     return path
+
+
+def anime_colour_pairs(anime_tags: torch.Tensor, n: int, vocab, seed: int = 0) -> list[tuple[str, str]] | None:
+    """n (hair, eye) colour names drawn from the tagged real anime test faces (`sample_tags`), or None
+    when none is tagged."""
+    if not bool((~torch.isnan(anime_tags).any(1)).any()):
+        return None
+    drawn = sample_tags(anime_tags, n, vocab, torch.Generator().manual_seed(seed + 1))
+    hair, eye = drawn[:, vocab.hair_slice].argmax(1).tolist(), drawn[:, vocab.eye_slice].argmax(1).tolist()
+    return [(vocab.hair[h], vocab.eye[e]) for h, e in zip(hair, eye)]
 
 
 def evaluate_checkpoint(checkpoint, data=None, judge=EVAL_TAGGER, featnet=FEATNET, limit: int = 0, seed: int = 0,
@@ -81,7 +91,9 @@ def evaluate_checkpoint(checkpoint, data=None, judge=EVAL_TAGGER, featnet=FEATNE
     if reverse or (reverse is None and trained_both_ways(checkpoint)):
         metrics.update(evaluate_reverse(model, sets, seed, two_sample_steps))
     app_metrics, photo_faces = evaluate_app(pipeline, sets["selfie_files"], photo_files(photo_dirs), sets["anime_app"],
-                                            seed, app_two_sample_steps, app_two_sample_calibration)
+                                            seed, app_two_sample_steps, app_two_sample_calibration,
+                                            anime_colour_pairs(sets["anime_tags"], len(sets["selfie_files"]),
+                                                               model.config.vocab, seed))
     # The pipeline's notes say which of its helpers were off (the evaluation's own choice: no anime tagger).
     metrics.update(app_metrics, app_photo_dirs=[str(d) for d in photo_dirs], app_pipeline_notes=pipeline.notes,
                    app_hair_classifier=None if pipeline.hair_classifier is None else str(hair_classifier))

@@ -74,6 +74,9 @@ def _app_rows(m: dict) -> list[str]:
             lines.append(f"| the same test on real anime vs real anime / on real anime taken to {TWO_SAMPLE_BLUR} px and back "
                          f"vs real anime | {_two_sample(m, 'app_two_sample_real')} / "
                          f"{_two_sample(m, f'app_two_sample_real_{TWO_SAMPLE_BLUR}px')} |")
+        if "app_two_sample_anime_colours_accuracy" in m:
+            lines.append("| the same test on the app's portraits asked for hair and eye colours drawn from real anime "
+                         f"tags (not its defaults) | {_two_sample(m, 'app_two_sample_anime_colours')} |")
     elif "app_two_sample_skipped" in m:
         lines.append(f"| two-sample test at {APP_SIZE} px ({_gate(m, 'app_two_sample_accuracy')}) "
                      f"| not run: {m['app_two_sample_skipped']} |")
