@@ -342,8 +342,8 @@ def write_readme(out: Path, args: argparse.Namespace, report: dict, argv: list[s
         f"A small x2 super-resolution network for anime faces (`twingan.upscaler.AnimeUpscaler`, "
         f"{report['params']:,} parameters, fp16 weights): {cfg['blocks']} residual blocks of {cfg['channels']} "
         f"channels at half the input resolution (pixel-unshuffled), then pixel shuffle; the output is the "
-        "bicubic enlargement plus the predicted residual. The app applies it twice to take the "
-        "translator's 64 px portraits to the 256 px shown.", "",
+        "bicubic enlargement plus the predicted residual. The app applies it once to take the 128 px "
+        "translator's portraits to the 256 px shown (twice for a 64 px translator's).", "",
         f"Data: `shared/data` (third-party research data; see its README): {n_train} faces for training, "
         f"held out {n_test}. The images are not part of this repository; only weights trained on them are.", "",
         "Training inputs: the 128 px faces taken to 64 px, degraded like a GAN generator's output: "
@@ -367,7 +367,8 @@ def write_readme(out: Path, args: argparse.Namespace, report: dict, argv: list[s
                                    for s, v in ev[kind]["psnr_db_by_set"].items())
             for kind in ("clean", "degraded")) + ".", "",
         f"Trained for {report['train_seconds'] / 60:.1f} min on {args.threads} CPU thread(s) of a 2-core machine "
-        "shared with a GAN training run. `report.json` holds all numbers, the loss curve and the options.", "",
+        "(the schedule follows the minutes, so the steps above depend on the machine and what else it ran). "
+        "`report.json` holds all numbers, the loss curve and the options.", "",
         "Reproduce (from the repo root):", "", "```", cmd, "```", ""]
     (out / "README.md").write_text("\n".join(lines))
 

@@ -4,8 +4,9 @@
     python -m train.helpers.upscaler_figure --held-out --out runs/upscaler/held_out.png [DATA_ROOT]
 
 Default: the public-domain example photos (examples/) through the app's pipeline: the face crop,
-its 64 px portrait resized to display size (the upscaler off), the same portrait through the
-upscaler, and the eye band of both enlarged 2x (nearest). --held-out: held-out anime faces from the
+its portrait at the model's resolution (128 px for the default checkpoint) resized to display size
+(the upscaler off), the same portrait through the upscaler, and the eye band of both enlarged 2x
+(nearest). --held-out: held-out anime faces from the
 shared data, 64 -> 128 px: a degraded 64 px input bicubic-enlarged, the upscaler on it, the clean 64 px
 input bicubic-enlarged, the upscaler on it, the real face; every cell enlarged 2x (nearest). Those
 are third-party images: write that figure to a run folder, never into git.
