@@ -49,6 +49,7 @@ log = logging.getLogger("twingan.app")
 # After a translation: scroll the portraits into view if they are not (no-op when already visible).
 SHOW_RESULTS = "() => document.getElementById('portraits')?.scrollIntoView({block: 'nearest', behavior: 'smooth'})"
 CHOICE_LABELS = {KEEP: "Keep my hair colour", AUTO: "Let the model choose"}
+STRENGTH_INFO = "0: the colour the model settles on, 1: the chosen colour fully"
 
 
 def with_clear_image_errors(image: gr.Image) -> gr.Image:
@@ -157,12 +158,11 @@ def photo_controls(pipeline: TranslationPipeline) -> PhotoControls:
     button = gr.Button("Translate", variant="primary", elem_id="translate")
     hair = gr.Radio(hair_choices, value=pipeline.default_hair, label="Hair colour",
                     elem_id="hair-color", elem_classes="swatches")
-    hair_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Hair colour strength",
-                              info="0: the colour the model settles on, 1: the chosen colour fully")
+    hair_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Hair colour strength", info=STRENGTH_INFO)
     eye = gr.Radio(eye_choices, value=AUTO, label="Eye colour", elem_id="eye-color",
                    elem_classes="swatches",
                    info="Pink, aqua and orange eyes often come out weak or off the eyes (see the README)")
-    eye_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Eye colour strength")
+    eye_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Eye colour strength", info=STRENGTH_INFO)
     with gr.Accordion("Look like this character (optional)", open=False,
                       visible=pipeline.tagger is not None):
         reference = with_clear_image_errors(gr.Image(

@@ -223,6 +223,18 @@ def test_a_step_where_no_translation_asks_for_a_hair_colour_trains_without_the_t
     assert all(math.isfinite(v) for v in logs.values()), logs
 
 
+def test_a_step_where_no_translation_asks_for_an_eye_colour_trains_without_the_tagger_eye_term(data_root, tmp_path):
+    # Two runs that differ only in w_tagger_eye: with no row asking for an eye colour, the eye term is
+    # empty, so every logged term is the same.
+    logs = []
+    for name, w_eye in (("a", 1.0), ("b", 0.0)):
+        trainer = golden_trainer(data_root, tmp_path / name, "all_terms")
+        trainer.cfg.w_tagger_eye, trainer.cfg.auto_eye_prob = w_eye, 1.0
+        logs.append(trainer.step())
+    assert all(math.isfinite(v) for v in logs[0].values()), logs[0]
+    assert logs[0]["g_tagger"] > 0 and logs[0] == pytest.approx(logs[1], rel=1e-6)
+
+
 def test_stage_schedule():
     cfg = load_config(None, ["model={\"resolution\": 64}", "start_resolution=16", "stage_images=[100, 200]",
                              "fade_fraction=0.5"])
@@ -543,6 +555,24 @@ def test_auto_hair_rows_ask_for_every_hair_colour_alike_and_the_tagger_loss_skip
     logits = torch.randn(400, len(v.hair))
     assert torch.isclose(masked_ce(logits, hair), torch.nn.functional.cross_entropy(logits[~auto], hair[~auto]))
     assert masked_ce(logits, torch.full((400,), -1)) == 0  # a batch of only "auto" rows adds nothing
+
+
+def test_auto_eye_rows_ask_for_every_eye_colour_alike_and_leave_the_hair_asked():
+    from train.losses import sample_target_tags
+
+    v = DEFAULT_VOCAB
+    pool = torch.zeros(3, v.dim)
+    args = (pool, torch.full((3,), -1), torch.full((3,), -1), 400, v, 0.0)
+    tags, hair, eye = sample_target_tags(*args, torch.Generator().manual_seed(0), auto_eye_prob=0.3)
+    auto = eye < 0
+    assert 0.2 < auto.float().mean() < 0.4
+    assert torch.allclose(tags[auto][:, v.eye_slice], torch.tensor(1 / len(v.eye)))  # what the app sends for "auto"
+    assert (tags[~auto][:, v.eye_slice].argmax(1) == eye[~auto]).all() and (tags[~auto][:, v.eye_slice].sum(1) == 1).all()
+    assert (hair >= 0).all() and (tags[:, v.hair_slice].sum(1) == 1).all()  # the hair colour is still asked for
+    # Without it, the draws are those of a run that never had the option.
+    plain = sample_target_tags(*args, torch.Generator().manual_seed(0))
+    zero = sample_target_tags(*args, torch.Generator().manual_seed(0), auto_eye_prob=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(plain, zero))
 
 @pytest.mark.slow
 def test_cpu_recipe_script_runs_its_phases_in_one_run_folder(data_root, tmp_path):

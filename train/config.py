@@ -94,6 +94,7 @@ class TrainConfig:
     # chance a translation asks for no hair colour, as the app's "auto" (and an untrusted hair read) does;
     # 0: every translation asks for one, and the app's "auto" sends the generator a tag it never saw
     auto_hair_prob: float = 0.0
+    auto_eye_prob: float = 0.0  # the same for the eyes (the app's "auto" eyes: every eye colour at 1/n)
     # >0: each target image appears (commonest eye colour's count / its eye colour's count)^this times an epoch,
     # so D's tag head and the anime reconstructions see rare eye colours from real images (0 = once each).
     target_eye_balance: float = 0.0
@@ -177,7 +178,7 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError(f"upload_jitter must be in [0, 1], got {cfg.upload_jitter}")
     if cfg.d_width <= 0:
         raise ConfigError(f"d_width must be > 0, got {cfg.d_width}")
-    for p in (cfg.own_hair_prob, cfg.uniform_color_prob, cfg.auto_hair_prob, cfg.fill_tags_threshold):
+    for p in (cfg.own_hair_prob, cfg.uniform_color_prob, cfg.auto_hair_prob, cfg.auto_eye_prob, cfg.fill_tags_threshold):
         if not 0 <= p <= 1:
             raise ConfigError(f"probabilities must be in [0, 1], got {p}")
     if cfg.budget_minutes < 0 or cfg.export_margin_minutes < 0:

@@ -166,7 +166,7 @@ class Trainer:
         if self.tag_pool is not None:
             fake_tags, fake_hair, fake_eye = losses.sample_target_tags(
                 *self.tag_pool, global_batch, self.vocab, self.cfg.uniform_color_prob, self.rng,
-                self.source.hair[si], self.cfg.own_hair_prob, self.cfg.auto_hair_prob)
+                self.source.hair[si], self.cfg.own_hair_prob, self.cfg.auto_hair_prob, self.cfg.auto_eye_prob)
         else:
             fake_tags = torch.zeros(global_batch, self.vocab.dim)
             fake_hair = fake_eye = torch.full((global_batch,), -1)

@@ -79,7 +79,8 @@ def calibration_passes(trainer: Trainer, res: int, n: int = 256) -> list[tuple]:
     tags = None
     if trainer.tag_pool is not None:
         tags = losses.sample_target_tags(*trainer.tag_pool, len(si), trainer.vocab, cfg.uniform_color_prob, g,
-                                         source.hair[si], cfg.own_hair_prob, cfg.auto_hair_prob)[0].to(d)
+                                         source.hair[si], cfg.own_hair_prob, cfg.auto_hair_prob,
+                                         cfg.auto_eye_prob)[0].to(d)
     src, tgt = trainer.src_name, trainer.tgt_name
     passes = [(xt, tgt, tgt, target.tags[ti].to(d)),
               (xs, src, src, source.tags[si].to(d))]

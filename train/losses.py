@@ -62,7 +62,7 @@ def r1_penalty(discriminator, real: torch.Tensor, alpha: float = 1.0) -> torch.T
 def sample_target_tags(pool: torch.Tensor, pool_hair: torch.Tensor, pool_eye: torch.Tensor, n: int,
                        vocab: TagVocab, uniform_prob: float, generator: torch.Generator | None = None,
                        own_hair: torch.Tensor | None = None, own_hair_prob: float = 0.0,
-                       auto_hair_prob: float = 0.0):
+                       auto_hair_prob: float = 0.0, auto_eye_prob: float = 0.0):
     """Tags for translations: rows of the anime tag distribution, colours sometimes redrawn uniformly.
 
     pool (M, TAG_DIM) real tag vectors; pool_hair/pool_eye (M,) indices or -1. Unknown colours are
@@ -70,6 +70,7 @@ def sample_target_tags(pool: torch.Tensor, pool_hair: torch.Tensor, pool_eye: to
     the source person's hair colour (or -1), kept with probability `own_hair_prob`. With probability
     `auto_hair_prob` a row asks for no particular hair colour (hair -1, every hair colour at 1/n), as
     the app does for "auto" and at hair strength 0: the generator then has to settle the colour itself.
+    `auto_eye_prob` does the same for the eyes (eye -1, every eye colour at 1/n).
     Returns (tags (n, TAG_DIM), hair (n,), eye (n,)).
     """
     rows = torch.randint(len(pool), (n,), generator=generator)
@@ -84,9 +85,10 @@ def sample_target_tags(pool: torch.Tensor, pool_hair: torch.Tensor, pool_eye: to
         hair = torch.where(keep, own_hair, hair)
     if auto_hair_prob > 0:  # drawn last, so runs without it draw as before
         hair = torch.where(torch.rand(n, generator=generator) < auto_hair_prob, -1, hair)
-    tags[:, vocab.hair_slice] = torch.where((hair >= 0)[:, None], F.one_hot(hair.clamp(min=0), n_hair).float(),
-                                            1.0 / n_hair)
-    tags[:, vocab.eye_slice] = F.one_hot(eye, n_eye).float()
+    if auto_eye_prob > 0:  # after the hair's, for the same reason
+        eye = torch.where(torch.rand(n, generator=generator) < auto_eye_prob, -1, eye)
+    for group, index, width in ((vocab.hair_slice, hair, n_hair), (vocab.eye_slice, eye, n_eye)):
+        tags[:, group] = torch.where((index >= 0)[:, None], F.one_hot(index.clamp(min=0), width).float(), 1.0 / width)
     return tags, hair, eye
 
 
