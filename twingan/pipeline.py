@@ -11,11 +11,11 @@ and the eye group:
     group = strength * target + (1 - strength) * uniform
 where target is the one-hot of the chosen colour, for hair "keep" the hair classifier's
 probabilities for that face, and for "auto" the uniform vector (every colour of the group at 1/n).
-A group is never all zero: training always asks for an eye colour and almost always for a hair
-colour, and on an all-zero group the 128 px checkpoint of 2026-12-04 draws a blotchy face (no hair
-tag: no eyes at all; no eye tag: smudged eyes, grey streaks over the skin), while every colour at
-equal weight gives a clean drawn face whose colour the model settles. So strength 0 means "what the
-model settles on" and 1 means "the chosen colour fully".
+A group is never all zero: the shipped checkpoints were trained always asking for an eye colour and
+almost always for a hair colour, and on an all-zero group the 128 px checkpoint of 2026-12-04 draws
+a blotchy face (no hair tag: no eyes at all; no eye tag: smudged eyes, grey streaks over the skin),
+while every colour at equal weight gives a clean drawn face whose colour the model settles. So
+strength 0 means "what the model settles on" and 1 means "the chosen colour fully".
 
 `build_index` and `lookalikes` search a gallery in the shared 4x4 latent (`twingan.lookalikes`).
 """
