@@ -444,3 +444,31 @@ def test_help_documents_the_app_metrics(capsys):
         main(["--help"])
     text = capsys.readouterr().out
     assert "--photos" in text and "sharpness ratio" in text and "two-sample test at 128 px" in text
+
+
+def test_two_sample_probes_each_keep_one_kind_of_evidence():
+    from train.evaluation.probe import PROBES, probe_transform, probe_two_sample
+    from twingan.metrics import high_band_magnitude
+
+    x = _textures(6, seed=3)
+    assert torch.equal(probe_transform("as shown", x), x)
+    grey = probe_transform("greyscale", x)
+    assert torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 1], grey[:, 2])
+    shuffled = probe_transform("shuffled pixels", x)  # each image keeps its colours, not their places
+    assert torch.equal(shuffled.flatten(2).sort(-1).values, x.flatten(2).sort(-1).values)
+    assert not torch.equal(shuffled, x)
+    assert torch.equal(probe_transform("shuffled pixels", x[:2]), shuffled[:2])  # one order for every image
+    small = probe_transform("16 px", x)
+    assert small.shape == x.shape and high_band_magnitude(small).mean() < 0.5 * high_band_magnitude(x).mean()
+    with pytest.raises(ValueError, match="unknown probe 'colour'"):
+        probe_transform("colour", x)
+    results = probe_two_sample(_textures(10, seed=4), _textures(12, seed=5), steps=3)
+    assert list(results) == list(PROBES)
+    assert all(r["n_train"] == (5, 5) and r["resolution"] == 128 and 0 <= r["accuracy"] <= 1 for r in results.values())
+
+
+def test_probe_command_says_what_is_missing(tmp_path, capsys):
+    from train.evaluation.probe import main
+
+    assert main([str(tmp_path / "none")]) == 2
+    assert "error:" in capsys.readouterr().err

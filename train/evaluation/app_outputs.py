@@ -61,6 +61,12 @@ def sharpness_with_stderr(images: torch.Tensor, reference: torch.Tensor) -> tupl
     return per_image.mean().item(), (per_image.std() / len(images) ** 0.5).item()
 
 
+def reference_halves(anime: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real anime faces split in two seeded halves: (the reference, the other half)."""
+    perm = torch.randperm(len(anime), generator=torch.Generator().manual_seed(seed))
+    return anime[perm[: len(anime) // 2]], anime[perm[len(anime) // 2:]]
+
+
 def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor, seed: int = 0,
                  two_sample_steps: int = TWO_SAMPLE_STEPS, calibrate: bool = True,
                  anime_colours: list[tuple[str, str]] | None = None) -> tuple[dict, dict]:
@@ -83,9 +89,7 @@ def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor
 
     if len(anime) < 4 or anime.shape[-1] != APP_SIZE:
         raise ValueError(f"need >= 4 real anime faces at {APP_SIZE} px, got {tuple(anime.shape)}")
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(anime), generator=g)
-    reference, other = anime[perm[: len(anime) // 2]], anime[perm[len(anime) // 2:]]
+    reference, other = reference_halves(anime, seed)
     selfies = app_portraits(pipeline, selfie_files, all_faces=False)
     shown = app_portraits(pipeline, photos, all_faces=True)
     out = {"app_size": APP_SIZE, "app_reference_n": len(reference), "app_selfies_n": len(selfie_files),

@@ -1,0 +1,103 @@
+"""What the 128 px two-sample test reads: the same test (`twingan.metrics.classifier_two_sample_test`,
+the same portraits, reference half, steps and seed as `train.evaluation`) with both sides transformed
+alike, each transform keeping one kind of evidence:
+
+- `as shown`: nothing removed (the gated figure);
+- `64 px`, `32 px`, `16 px`: both sides taken down to that side and back up, so detail finer than it
+  cannot count;
+- `greyscale`: colour removed, drawing and brightness kept;
+- `shuffled pixels`: one fixed random permutation of the pixel positions, the same for every image, so
+  only each image's colour histogram (and nothing of its drawing) is left.
+
+    python -m train.evaluation.probe checkpoints/twingan-selfie2anime-128
+
+The portraits are the app's (`TranslationPipeline` at its default controls, the largest face of each
+test selfie); the figures are noisy beyond their standard error, as every two-sample test's is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from train.evaluation.app_outputs import APP_SIZE, app_portraits, reference_halves
+from train.evaluation.model_outputs import TWO_SAMPLE_STEPS
+
+PROBES = ("as shown", "64 px", "32 px", "16 px", "greyscale", "shuffled pixels")
+
+
+def probe_transform(name: str, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """`images` (N, 3, H, W) in [0, 1] with the evidence of probe `name` (see the module doc) left."""
+    from train.helpers.hair_report import small_face
+
+    if name == "as shown":
+        return images
+    if name.endswith(" px"):
+        return small_face(images, int(name.split()[0]))
+    if name == "greyscale":
+        grey = (images * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1, keepdim=True)
+        return grey.expand_as(images).contiguous()
+    if name == "shuffled pixels":
+        flat = images.flatten(2)
+        order = torch.randperm(flat.shape[-1], generator=torch.Generator().manual_seed(seed))
+        return flat[..., order].reshape(images.shape)
+    raise ValueError(f"unknown probe {name!r}; choose from: {', '.join(PROBES)}")
+
+
+def probe_two_sample(portraits: torch.Tensor, reference: torch.Tensor, probes=PROBES, steps: int = TWO_SAMPLE_STEPS,
+                     seed: int = 0) -> dict:
+    """{probe: the two-sample test's result dict} for `portraits` against `reference` (as many of each
+    as the smaller set has), both transformed by each probe."""
+    from twingan.metrics import classifier_two_sample_test
+
+    n = min(len(portraits), len(reference))
+    return {name: classifier_two_sample_test(probe_transform(name, portraits[:n], seed),
+                                             probe_transform(name, reference[:n], seed),
+                                             steps=steps, seed=seed, resolution=APP_SIZE)
+            for name in probes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m train.evaluation.probe", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="exported TwinGAN folder (config.json + model.safetensors)")
+    p.add_argument("--data", default=None, help="data root (default $TWINGAN_DATA or ../shared/data)")
+    p.add_argument("--probe", action="append", choices=PROBES, default=None, help="run only these (repeat)")
+    p.add_argument("--steps", type=int, default=TWO_SAMPLE_STEPS, help="training steps of each test's CNN")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None, help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from train.config import default_data_root
+    from train.evaluation.data import load_test_sets
+    from twingan.checkpoint import CheckpointError
+    from twingan.pipeline import TranslationPipeline
+
+    data = Path(args.data or default_data_root())
+    try:
+        pipeline = TranslationPipeline.load(args.checkpoint, device="cpu", tagger=None)
+        sets = load_test_sets(data, pipeline.model.config.resolution, pipeline.vocab, app_size=APP_SIZE)
+    except (CheckpointError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    portraits = app_portraits(pipeline, sets["selfie_files"], all_faces=False)["anime"]
+    reference, _ = reference_halves(sets["anime_app"], args.seed)
+    if min(len(portraits), len(reference)) < 4:
+        print(f"error: too few images for the test ({len(portraits)} portraits)", file=sys.stderr)
+        return 2
+    results = probe_two_sample(portraits, reference, args.probe or PROBES, args.steps, args.seed)
+    print("| both sides | told apart (50% = indistinguishable) |\n|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {100 * r['accuracy']:.1f}% +- {100 * r['stderr']:.1f} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"checkpoint": str(args.checkpoint), "probes": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
