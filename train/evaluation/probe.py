@@ -32,15 +32,14 @@ PROBES = ("as shown", "64 px", "32 px", "16 px", "greyscale", "shuffled pixels")
 
 def probe_transform(name: str, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """`images` (N, 3, H, W) in [0, 1] with the evidence of probe `name` (see the module doc) left."""
-    from train.helpers.hair_report import small_face
+    from train.helpers.hair_report import greyscale, small_face
 
     if name == "as shown":
         return images
     if name.endswith(" px"):
         return small_face(images, int(name.split()[0]))
     if name == "greyscale":
-        grey = (images * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1, keepdim=True)
-        return grey.expand_as(images).contiguous()
+        return greyscale(images)
     if name == "shuffled pixels":
         flat = images.flatten(2)
         order = torch.randperm(flat.shape[-1], generator=torch.Generator().manual_seed(seed))
