@@ -158,3 +158,17 @@ def test_gradients_reach_encoder_and_generator():
     model(torch.rand(2, 3, 32, 32)).mean().backward()
     assert model.encoder.from_rgb["32"].weight.grad.abs().sum() > 0
     assert model.generator.to_rgb["32"].weight.grad.abs().sum() > 0
+
+
+def test_luma_matches_pil_greyscale_and_keeps_the_dtype():
+    import numpy as np
+    from PIL import Image
+
+    from twingan.layers import luma
+
+    rgb = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    expected = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float64)
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].double()
+    y = luma(x)
+    assert y.shape == (1, 1, 8, 8) and y.dtype == torch.float64
+    np.testing.assert_allclose(y[0, 0].numpy(), expected, atol=0.51)  # PIL rounds to integers

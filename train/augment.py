@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from twingan.layers import luma
+
 
 def augment(images: torch.Tensor, generator: torch.Generator | None = None,
             min_scale: float = 0.8, brightness: float = 0.12) -> torch.Tensor:
@@ -66,12 +68,12 @@ def upload_jitter(images: torch.Tensor, generator: torch.Generator, p: float = 0
     gains = gains / gains.mean(1, keepdim=True)
     gains = torch.where(tint[:, None], gains, torch.ones(b, 3))
     saturation = torch.where(tint, 0.6 + 0.7 * torch.rand(b, generator=generator), torch.ones(b))
-    grey = (rgb * torch.tensor([0.299, 0.587, 0.114], device=dev, dtype=dtype)[:, None, None]).sum(1, keepdim=True)
+    grey = luma(rgb)
     rgb = grey + (rgb - grey) * saturation.to(dev, dtype)[:, None, None, None]
     rgb = rgb * gains.to(dev, dtype)[:, :, None, None]
     # Greyscale photos.
     to_grey = chance(0.2).to(dev)
-    grey = (rgb * torch.tensor([0.299, 0.587, 0.114], device=dev, dtype=dtype)[:, None, None]).sum(1, keepdim=True)
+    grey = luma(rgb)
     rgb = torch.where(to_grey[:, None, None, None], grey.expand_as(rgb), rgb).clamp(0, 1)
 
     # Blur: down to 45-90% of the side and back up (a small, out-of-focus or upscaled face).

@@ -68,6 +68,12 @@ def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 1, H, W): ITU-R 601 luma, as PIL's "L", in the input's dtype and device."""
+    weights = torch.tensor([0.299, 0.587, 0.114], device=rgb.device, dtype=rgb.dtype)
+    return (rgb * weights[:, None, None]).sum(1, keepdim=True)
+
+
 def pixel_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """PGGAN pixel norm: unit mean square over channels at every pixel."""
     # vector_norm reads x once; the rsqrt runs on the small (B, 1, H, W) tensor.

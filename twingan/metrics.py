@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from twingan.layers import resize_square
+from twingan.layers import luma, resize_square
 from twingan.vocab import DEFAULT_VOCAB, TagVocab
 
 
@@ -299,7 +299,7 @@ def high_band_magnitude(images: torch.Tensor, size: int = 128, band: float = 0.2
     down to 64 px and back up bicubically, keep 0.19 of it; down to 32 px, 0.11.
     """
     x = resize_square(images.float(), size).clamp(0, 1)
-    grey = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device)[:, None, None]).sum(1)  # (N, S, S)
+    grey = luma(x)[:, 0]  # (N, S, S)
     grey = grey - grey.mean((1, 2), keepdim=True)
     magnitude = torch.fft.fft2(grey).abs() / size  # (N, S, S)
     f = torch.fft.fftfreq(size, device=x.device)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from train.config import default_data_root
 from train.tags_data import HUMAN_HAIR_CLASSES, CelebAHairDataset, TagsDataError
 from twingan.checkpoint import CheckpointError, load_pretrained
-from twingan.layers import resize_square
+from twingan.layers import luma, resize_square
 from twingan.pipeline import DEFAULT_HAIR_CLASSIFIER, HAIR_MIN_CONFIDENCE, is_greyscale
 from twingan.tagger import HumanHairClassifier
 
@@ -41,8 +41,7 @@ def read_attributes(path: Path, names: tuple[str, ...]) -> dict[str, dict[str, i
 
 def greyscale(images: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) in [0, 1] -> the same with R = G = B = luma (ITU-R 601, as PIL's "L")."""
-    luma = (images * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    return luma.expand_as(images).contiguous()
+    return luma(images).expand_as(images).contiguous()
 
 
 def small_face(images: torch.Tensor, side: int = SMALL_FACE) -> torch.Tensor:
