@@ -336,6 +336,7 @@ def test_shipped_configs_parse():
     ("gp=\"wgan\"", "gp must be"),
     ("batch_size", "must look like key=value"),
     ("target_eye_balance=2", "target_eye_balance must be in [0, 1]"),
+    ("cycle_colour=1.5", "cycle_colour must be in [0, 1]"),
 ])
 def test_bad_configs(override, message):
     with pytest.raises(ConfigError) as err:
@@ -485,6 +486,24 @@ def test_shift_moves_content_and_consistency_sees_fixed_patterns(dy, dx):
     grid[::4] = 1.0
     grid[:, ::4] = 1.0
     assert shift_consistency(moved + grid, x + grid, dy, dx) > 0.1
+
+
+def test_cycle_l1_weighs_the_colour_not_the_grey_layout():
+    from train.losses import cycle_l1
+
+    g = torch.Generator().manual_seed(0)
+    photo = torch.rand(2, 3, 16, 16, generator=g)
+    assert cycle_l1(photo * 0.5, photo) == pytest.approx((photo * 0.5 - photo).abs().mean().item())
+    # A hue change that keeps every pixel's luma: counted in full at 1, by a quarter at 0.25, not at all at 0.
+    weights = torch.tensor([0.299, 0.587, 0.114])[:, None, None]
+    hue = torch.zeros(3, 16, 16)
+    hue[0], hue[1] = 0.1 / 0.299, -0.1 / 0.587  # red up, green down by as much luma
+    assert (hue * weights).sum(0).abs().max() < 1e-6
+    full = cycle_l1(photo + hue, photo)
+    assert cycle_l1(photo + hue, photo, 0.25) == pytest.approx(full.item() / 4, rel=1e-5)
+    assert cycle_l1(photo + hue, photo, 0.0) < 1e-6
+    # A change of brightness counts at every colour weight.
+    assert cycle_l1(photo + 0.1, photo, 0.0) == pytest.approx(0.1, rel=1e-5)
 
 
 def test_shift_consistency_needs_an_overlap():

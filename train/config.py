@@ -64,6 +64,9 @@ class TrainConfig:
     gan_recon_from: int = 64  # 0 = never
     w_latent: float = 0.1  # L1 between the latent of an input and of its translation
     w_cycle: float = 0.0  # L1 of source -> target -> source (not in the original; makes translations use the input)
+    # How much of each pixel's colour the cycle term compares: 1 the RGB L1; below 1 both images are first taken
+    # toward their grey (luma) by 1 - this, so the translation need not carry the photo's skin and background hues.
+    cycle_colour: float = 1.0
     reverse: bool = True  # also translate target -> source (second discriminator)
     w_tag_d: float = 1.0  # tag head of the target discriminator: CE on real tags, G gets it on fakes
     w_tagger: float = 0.0  # frozen tagger's loss on translations (0 = off)
@@ -176,6 +179,8 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError(f"target_eye_balance must be in [0, 1], got {cfg.target_eye_balance}")
     if not 0 <= cfg.upload_jitter <= 1:
         raise ConfigError(f"upload_jitter must be in [0, 1], got {cfg.upload_jitter}")
+    if not 0 <= cfg.cycle_colour <= 1:
+        raise ConfigError(f"cycle_colour must be in [0, 1], got {cfg.cycle_colour}")
     if cfg.d_width <= 0:
         raise ConfigError(f"d_width must be > 0, got {cfg.d_width}")
     for p in (cfg.own_hair_prob, cfg.uniform_color_prob, cfg.auto_hair_prob, cfg.auto_eye_prob, cfg.fill_tags_threshold):

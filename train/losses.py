@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from twingan.layers import luma
 from twingan.vocab import TagVocab
 
 
@@ -114,6 +115,15 @@ def feature_alignment(source_levels: list[torch.Tensor], target_levels: list[tor
     """
     return sum(feature_moments(s.flatten(1).float(), t.flatten(1).float())
                for s, t in zip(source_levels, target_levels)) / len(source_levels)
+
+
+def cycle_l1(back: torch.Tensor, source: torch.Tensor, colour: float = 1.0) -> torch.Tensor:
+    """Mean L1 of a cycle's image against its source; with colour < 1, of both taken toward their luma: grey +
+    colour * (rgb - grey), so the grey layout counts in full and the colour departures from it by ``colour``."""
+    if colour != 1.0:
+        back = luma(back) * (1 - colour) + back * colour
+        source = luma(source) * (1 - colour) + source * colour
+    return (back - source).abs().mean()
 
 
 def shift(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:

@@ -99,7 +99,8 @@ def generator_loss(trainer, batch: dict, gen: dict, alpha: float,
         if cfg.w_cycle:
             # Back through the image: the translation must carry the input's content, which the
             # latent term alone does not force once the latent has collapsed.
-            logs["cycle"] = cycle = (m.decode(z_fake, s_fake, src, batch["src_tags"]) - batch["xs"]).abs().mean()
+            logs["cycle"] = cycle = losses.cycle_l1(m.decode(z_fake, s_fake, src, batch["src_tags"]), batch["xs"],
+                                                    cfg.cycle_colour)
             loss = loss + cfg.w_cycle * cycle
         if cfg.w_shift:
             # The anime face must move with the person: a translation that draws its eyes (or a grid)
@@ -138,8 +139,8 @@ def generator_loss(trainer, batch: dict, gen: dict, alpha: float,
             loss = loss + cfg.w_gan * g_rev
             loss = loss + cfg.w_latent * latent_rev
             if cfg.w_cycle:
-                logs["cycle_rev"] = cycle_rev = (m.decode(z_rev, s_rev, tgt, batch["tgt_tags"])
-                                                 - batch["xt"]).abs().mean()
+                logs["cycle_rev"] = cycle_rev = losses.cycle_l1(m.decode(z_rev, s_rev, tgt, batch["tgt_tags"]),
+                                                                batch["xt"], cfg.cycle_colour)
                 loss = loss + cfg.w_cycle * cycle_rev
         if recon_gan:
             g_gan_recon = (losses.g_nonsaturating(d_t(gen["rec_t"], alpha)[0])
