@@ -490,15 +490,15 @@ def test_shift_moves_content_and_consistency_sees_fixed_patterns(dy, dx):
 
 def test_cycle_l1_weighs_the_colour_not_the_grey_layout():
     from train.losses import cycle_l1
+    from twingan.layers import luma
 
     g = torch.Generator().manual_seed(0)
     photo = torch.rand(2, 3, 16, 16, generator=g)
     assert cycle_l1(photo * 0.5, photo) == pytest.approx((photo * 0.5 - photo).abs().mean().item())
     # A hue change that keeps every pixel's luma: counted in full at 1, by a quarter at 0.25, not at all at 0.
-    weights = torch.tensor([0.299, 0.587, 0.114])[:, None, None]
     hue = torch.zeros(3, 16, 16)
     hue[0], hue[1] = 0.1 / 0.299, -0.1 / 0.587  # red up, green down by as much luma
-    assert (hue * weights).sum(0).abs().max() < 1e-6
+    assert luma(hue[None]).abs().max() < 1e-6
     full = cycle_l1(photo + hue, photo)
     assert cycle_l1(photo + hue, photo, 0.25) == pytest.approx(full.item() / 4, rel=1e-5)
     assert cycle_l1(photo + hue, photo, 0.0) < 1e-6

@@ -120,10 +120,10 @@ def feature_alignment(source_levels: list[torch.Tensor], target_levels: list[tor
 def cycle_l1(back: torch.Tensor, source: torch.Tensor, colour: float = 1.0) -> torch.Tensor:
     """Mean L1 of a cycle's image against its source; with colour < 1, of both taken toward their luma: grey +
     colour * (rgb - grey), so the grey layout counts in full and the colour departures from it by ``colour``."""
-    if colour != 1.0:
-        back = luma(back) * (1 - colour) + back * colour
-        source = luma(source) * (1 - colour) + source * colour
-    return (back - source).abs().mean()
+    diff = back - source
+    if colour != 1.0:  # luma is linear: blending the difference blends both images
+        diff = luma(diff) * (1 - colour) + diff * colour
+    return diff.abs().mean()
 
 
 def shift(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
