@@ -895,6 +895,30 @@ def test_init_from_can_leave_the_discriminators_fresh(data_root, tmp_path, caplo
     assert fresh.images_seen == 4  # the generator and the image count still come from the checkpoint
 
 
+def test_batch_norm_calibration_averages_its_chunks():
+    """Calibrating in chunks gives the statistics of one pass over all the images, not those of the
+    last chunk (what momentum 1 per chunk would give) nor the layers' own slow 0.01."""
+    from train.export import calibrate_batch_norm
+    from twingan.config import TwinGANConfig
+
+    torch.manual_seed(0)
+    model = TwinGAN(TwinGANConfig(**{**TINY_MODEL, "norm": "batch"}))
+    images = (torch.rand(64, 3, 1, 1) + 0.2 * torch.randn(64, 3, 16, 16)).clamp(0, 1)  # a flat colour each
+    tags = torch.zeros(64, model.config.vocab.dim)
+
+    def stats(first: int, chunk: int) -> dict[str, torch.Tensor]:
+        calibrated = calibrate_batch_norm(model, [(images[first:], "human", "anime", tags[first:])], chunk=chunk)
+        return {k: v for k, v in calibrated.named_buffers() if "running" in k}
+
+    whole, chunked, last = stats(0, 64), stats(0, 16), stats(48, 64)
+    # The encoder's first norm sees no normalised input, so the mean of the chunks' means is exact.
+    first = "encoder.blocks.16.0.norm.running_mean"
+    assert (chunked[first] - whole[first]).abs().max() < 1e-5 < (last[first] - whole[first]).abs().max()
+    # Deeper layers see each chunk normalised by its own statistics: close to one pass, not equal.
+    gap = sum((chunked[k] - whole[k]).abs().mean() for k in whole)
+    assert gap < 0.6 * sum((last[k] - whole[k]).abs().mean() for k in whole)
+
+
 def test_a_reverse_run_exports_statistics_of_the_anime_to_human_path(data_root, tmp_path):
     from train.export import calibrate_batch_norm, calibrated, calibration_passes
 
