@@ -1,8 +1,10 @@
-"""End-to-end latency of the app's pipeline for one 1024 px selfie, live-mode frames per second, and
-a 4000x3000 phone photo with and without pasting the faces back.
+"""End-to-end latency of the app's pipeline for one 1024 px selfie, live-mode frames per second, a
+4000x3000 phone photo with and without pasting the faces back, and a 2500x1250 group photo of 50
+faces (the app translates the largest 4).
 
-Targets (set when the app was first tuned, 2-core CPU): p50 <= 200 ms per photo, >= 5 frames/s
-live, paste-back on 4000x3000 < 0.5 s (including the JPEG the app sends back). The photo is
+Targets (2-core CPU): p50 <= 200 ms per photo (set for the 64 px model; <= 300 ms with the 128 px
+model and the anime upscaler), >= 10 frames/s live (>= 5 at first), paste-back on 4000x3000
+< 0.5 s (including the JPEG the app sends back), the group photo < 2 s. The photo is
 examples/astronaut.png upscaled to 1024 x 1024 and encoded as a JPEG (quality 90), as a phone
 upload would be; a live frame is the same photo at 640 x 480 as a numpy array (what the webcam
 stream delivers), translated in sequence as the Live tab does (detection every few frames).
@@ -31,7 +33,7 @@ from PIL import Image
 
 from benchmarks.face_crop import make_photo
 from benchmarks.timing import timed
-from tests.samples import webcam_frame
+from tests.samples import crowd, webcam_frame
 from twingan.pipeline import AUTO, DEFAULT_CHECKPOINT, TranslationPipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,8 +102,8 @@ def main() -> None:
 
         live = timed(live_frame, args.runs * 2, args.warmup)
         report("live: one 640x480 frame (translate_frame)", live)
-        print(f"live: {1 / statistics.mean(live):.1f} frames/s (target >= 5); "
-              f"photo p50 {statistics.median(photo) * 1000:.0f} ms (target <= 200)")
+        print(f"live: {1 / statistics.mean(live):.1f} frames/s (target >= 10); "
+              f"photo p50 {statistics.median(photo) * 1000:.0f} ms (target <= 300 with the 128 px model)")
 
         big, origin = make_photo((4000, 3000))
         print(f"phone photo: 4000x3000 JPEG, {origin}")
@@ -112,6 +114,13 @@ def main() -> None:
                     result.pasted.save(io.BytesIO(), "JPEG")
             report(f"phone photo: end to end, paste {'on' if paste else 'off'}",
                    timed(phone, max(5, args.runs // 2), 1))
+
+        group, _ = crowd()
+        buf = io.BytesIO()
+        group.save(buf, "JPEG", quality=90)
+        group_jpeg = buf.getvalue()
+        report("group photo: 2500x1250 JPEG, 50 faces, 4 translated",
+               timed(lambda: pipeline.translate(group_jpeg, hair, 1.0, AUTO, 1.0), max(5, args.runs // 2), 1))
 
         if args.http:
             time_http(pipeline, jpeg, Path(tmp), args)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -165,20 +164,26 @@ def test_bad_input_corpus(client, tmp_path, case):
     assert len(translate(client, ASTRONAUT)[0]) == 2  # the server keeps serving
 
 
-def test_crowd_of_50_faces_uses_the_largest_4_quickly(client, app_server, tmp_path):
+def test_crowd_of_50_faces_uses_the_largest_4_cheaply(client, app_server, tmp_path, monkeypatch):
+    """A big group photo costs what a selfie does: detection on a small copy, 4 faces translated.
+    (The time it takes is printed by `python -m benchmarks.app_latency`.)"""
     photo, squares = crowd()
     (tmp_path / "crowd.jpg").write_bytes(encode(photo, "JPEG", quality=90))
     gallery, _, info = translate(client, tmp_path / "crowd.jpg")
     assert len(gallery) == 8 and info.startswith("4 faces translated")
     pipeline = app_server.pipeline
-    start = time.perf_counter()
+    detected, translated = [], []
+    detect, translate_crops = pipeline.cropper.detect, pipeline.translate_crops
+    monkeypatch.setattr(pipeline.cropper, "detect", lambda image: detected.append(image.size) or detect(image))
+    monkeypatch.setattr(pipeline, "translate_crops",
+                        lambda crops, *a, **k: translated.append(len(crops)) or translate_crops(crops, *a, **k))
     faces = pipeline.translate(tmp_path / "crowd.jpg", AUTO).faces
-    seconds = time.perf_counter() - start
-    for face in faces[:4]:  # each face box lies in one of the 4 largest faces
+    assert detected == [(pipeline.cropper.detect_size, pipeline.cropper.detect_size // 2)]  # 2500x1250 shrunk
+    assert translated == [4]
+    for face in faces:  # each face box lies in one of the 4 largest faces
         x0, y0, x1, y1 = face.box
         assert any(sx0 - 40 < (x0 + x1) / 2 < sx1 + 40 and sy0 - 40 < (y0 + y1) / 2 < sy1 + 40
                    for sx0, sy0, sx1, sy1 in squares[:4]), (face.box, squares[:4])
-    assert seconds < 2.0, f"{seconds:.2f} s for a 2500x1250 photo with 50 faces"
 
 
 @pytest.mark.parametrize("paste", [False, True], ids=["no-paste", "paste"])

@@ -320,6 +320,19 @@ def test_cli_dry_run_and_run_folder(data_root, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_budgeted_run_bar_counts_minutes_left_not_an_image_total(data_root, tmp_path, capsys):
+    from train.__main__ import main
+
+    overrides = tiny_overrides(data_root, tmp_path / "run", total_images=10**9, budget_minutes=30)
+    assert main(["--config", "cpu-small", "--max-steps", "2", *overrides]) == 0
+    bar = capsys.readouterr().err
+    assert "min left" in bar and "/1000000000" not in bar, bar[-2000:]
+    assert main(["--config", "cpu-small", "--max-steps", "1", "--resume",  # no budget: the image total
+                 *tiny_overrides(data_root, tmp_path / "run", total_images=10**6)]) == 0
+    bar = capsys.readouterr().err
+    assert "/1000000" in bar and "min left" not in bar, bar[-2000:]
+
+
 def test_shipped_configs_parse():
     for name in ("cpu-small", "paper-256"):
         cfg = load_config(name)

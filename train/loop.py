@@ -144,6 +144,7 @@ class Progress:
     start_step: int
     logs: dict = dataclasses.field(default_factory=dict)  # the last step's losses
     stage_stats: dict = dataclasses.field(default_factory=dict)  # resolution -> [images, seconds inside step()]
+    deadline: float | None = None  # time.monotonic() when a budgeted run stops
 
     def speed(self, images_seen: int) -> float:
         return (images_seen - self.n0) / max(time.perf_counter() - self.t0, 1e-9)
@@ -159,8 +160,9 @@ def log_step(trainer: Trainer, progress: Progress, bar, writer) -> None:
     res, alpha = trainer.stage
     speed = progress.speed(trainer.images_seen)
     bar.update(cfg.batch_for(res))
+    left = "" if progress.deadline is None else f" {max(progress.deadline - time.monotonic(), 0) / 60:.0f} min left"
     bar.set_postfix_str(f"{res}px a={alpha:.2f} rec={logs['recon']:.3f} G={logs['g_gan']:.2f} "
-                        f"D={logs['d_gan']:.2f} {speed:.1f} img/s", refresh=False)
+                        f"D={logs['d_gan']:.2f} {speed:.1f} img/s{left}", refresh=False)
     if step % cfg.log_every == 0:
         for k, v in logs.items():
             writer.add_scalar(f"loss/{k}", v, trainer.images_seen)
@@ -234,9 +236,11 @@ def train(cfg: TrainConfig, resume: bool = False, dry_run: bool = False, max_ste
     stop, restore_signals = catch_stop_signals()
     from tqdm import tqdm
 
-    bar = tqdm(total=cfg.total_images, initial=trainer.images_seen, unit="img", disable=not (master and progress),
-               dynamic_ncols=True, mininterval=5)
-    measured = Progress(time.perf_counter(), trainer.images_seen, trainer.step_count)
+    # A budgeted run (the GPU configs set total_images out of reach) stops on the clock: its bar counts
+    # images and minutes left, not an image total it will never see.
+    bar = tqdm(total=None if deadline else cfg.total_images, initial=trainer.images_seen, unit="img",
+               disable=not (master and progress), dynamic_ncols=True, mininterval=5)
+    measured = Progress(time.perf_counter(), trainer.images_seen, trainer.step_count, deadline=deadline)
     try:
         run_steps(trainer, measured, stop, bar, writer, master, deadline, max_steps, device)
     finally:
