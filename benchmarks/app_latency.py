@@ -119,7 +119,7 @@ def main() -> None:
         buf = io.BytesIO()
         group.save(buf, "JPEG", quality=90)
         group_jpeg = buf.getvalue()
-        report("group photo: 2500x1250 JPEG, 50 faces, 4 translated",
+        report("group photo: 50 faces in 2500x1250, 4 kept",
                timed(lambda: pipeline.translate(group_jpeg, hair, 1.0, AUTO, 1.0), max(5, args.runs // 2), 1))
 
         if args.http:
