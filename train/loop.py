@@ -174,9 +174,9 @@ def log_step(trainer: Trainer, progress: Progress, bar, writer) -> None:
                           **{k: round(v, 4) for k, v in logs.items()}}), flush=True)
 
 
-def run_steps(trainer: Trainer, progress: Progress, stop: dict, bar, writer, master: bool, deadline: float | None,
+def run_steps(trainer: Trainer, progress: Progress, stop: dict, bar, writer, master: bool,
               max_steps: int | None, device: torch.device) -> None:
-    """Train until total_images, a stop signal, max_steps or the deadline; log, sample, checkpoint and
+    """Train until total_images, a stop signal, max_steps or progress.deadline; log, sample, checkpoint and
     export on the config's schedule (rank 0)."""
     cfg, run = trainer.cfg, trainer.cfg.run_path
     last_export = time.monotonic()
@@ -184,9 +184,9 @@ def run_steps(trainer: Trainer, progress: Progress, stop: dict, bar, writer, mas
     while trainer.images_seen < cfg.total_images and not stop["flag"]:
         if max_steps is not None and trainer.step_count - progress.start_step >= max_steps:
             break
-        if deadline is not None:
+        if progress.deadline is not None:
             # Every rank must stop, and change stage, at the same step: take the slowest clock.
-            over, trainer.train_seconds = agree_max([float(time.monotonic() >= deadline), trainer.train_seconds],
+            over, trainer.train_seconds = agree_max([float(time.monotonic() >= progress.deadline), trainer.train_seconds],
                                                     trainer.world, device)
             if over and trainer.step_count > progress.start_step:  # one step at least, so there is an export
                 break
@@ -242,7 +242,7 @@ def train(cfg: TrainConfig, resume: bool = False, dry_run: bool = False, max_ste
                disable=not (master and progress), dynamic_ncols=True, mininterval=5)
     measured = Progress(time.perf_counter(), trainer.images_seen, trainer.step_count, deadline=deadline)
     try:
-        run_steps(trainer, measured, stop, bar, writer, master, deadline, max_steps, device)
+        run_steps(trainer, measured, stop, bar, writer, master, max_steps, device)
     finally:
         restore_signals()
         bar.close()
