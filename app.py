@@ -161,7 +161,9 @@ def photo_controls(pipeline: TranslationPipeline) -> PhotoControls:
     hair_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Hair colour strength", info=STRENGTH_INFO)
     eye = gr.Radio(eye_choices, value=AUTO, label="Eye colour", elem_id="eye-color",
                    elem_classes="swatches",
-                   info="Pink, aqua and orange eyes often come out weak or off the eyes (see the README)")
+                   info=("Let the model choose: a colour anime characters with that hair often have, the same "
+                         "for the same photo. " if pipeline.model.config.eye_given_hair else "")
+                        + "Pink, aqua and orange eyes often come out weak or off the eyes (see the README)")
     eye_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Eye colour strength", info=STRENGTH_INFO)
     with gr.Accordion("Look like this character (optional)", open=False,
                       visible=pipeline.tagger is not None):
@@ -200,6 +202,9 @@ def translate_handlers(pipeline: TranslationPipeline):
         lines = [f"{len(faces)} face{'s' if len(faces) != 1 else ''} translated."]
         if hair == KEEP:
             lines += hair_read_lines([(f.hair_read, f.hair_unreliable) for f in faces])
+        drawn = [f.eye_drawn for f in faces if f.eye_drawn]
+        if drawn:
+            lines.append("Eye colour the model chose: " + ", ".join(drawn) + ".")
         lines += result.notes
         return gallery, result.pasted, " ".join(lines)
 

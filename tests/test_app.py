@@ -311,6 +311,81 @@ def test_tag_vector_strength_blends_each_colour_group_from_every_colour_alike(ap
         p.tag_vectors(1, "red", 1.5)
 
 
+@pytest.fixture(scope="module")
+def eye_counts_pipeline(tiny_checkpoints, tmp_path_factory):
+    """The tiny TwinGAN with eye colour counts in its config: red hair only ever has green eyes,
+    blonde hair blue eyes 3 times in 4 and brown eyes once (every other hair colour: none counted)."""
+    import shutil
+
+    from train.helpers.eye_prior import write_counts
+    from twingan.pipeline import TranslationPipeline
+    from twingan.vocab import DEFAULT_VOCAB as v
+
+    folder = tmp_path_factory.mktemp("eyes") / "twingan"
+    shutil.copytree(tiny_checkpoints.twingan, folder)
+    counts = [[0] * len(v.eye) for _ in v.hair]
+    counts[v.hair_index("red")][v.eye_index("green")] = 5
+    counts[v.hair_index("blonde")][v.eye_index("blue")] = 30
+    counts[v.hair_index("blonde")][v.eye_index("brown")] = 10
+    write_counts(folder, tuple(map(tuple, counts)))
+    return TranslationPipeline.load(folder, device="cpu", tagger=None, hair_classifier=None, upscaler=None)
+
+
+def test_auto_eyes_are_one_colour_drawn_from_the_hair_colours_counts(eye_counts_pipeline):
+    p = eye_counts_pipeline
+    v = p.vocab
+    eyes = lambda tags: [v.eye[int(i)] for i in tags[:, v.eye_slice].argmax(1)]  # noqa: E731
+    red = p.tag_vectors(50, "red", eye=AUTO, eye_seeds=list(range(50)))
+    assert set(eyes(red)) == {"green"} and torch.all(red[:, v.eye_slice].sum(1) == 1)  # one-hot, not a mix
+    blonde = eyes(p.tag_vectors(400, "blonde", eye=AUTO, eye_seeds=list(range(400))))
+    assert set(blonde) == {"blue", "brown"} and 0.68 < blonde.count("blue") / 400 < 0.82
+    assert eyes(p.tag_vectors(1, "blonde", eye_seeds=[7])) * 5 == eyes(p.tag_vectors(5, "blonde", eye_seeds=[7] * 5))
+    # A hair read that mixes colours mixes their rows; one with no counts at all gets every colour alike.
+    mixed = torch.zeros(200, len(v.hair))
+    mixed[:, [v.hair_index("red"), v.hair_index("blonde")]] = 0.5
+    drawn = eyes(p.tag_vectors(200, KEEP, keep_probs=mixed, eye_seeds=list(range(200))))
+    assert set(drawn) == {"green", "blue", "brown"} and 0.35 < drawn.count("green") / 200 < 0.65
+    assert len(set(eyes(p.tag_vectors(200, "black", eye_seeds=list(range(200)))))) == len(v.eye)
+    half = p.tag_vectors(1, "red", eye=AUTO, eye_strength=0.5)[0, v.eye_slice]  # strength blends as for a chosen colour
+    assert float(half[v.eye_index("green")]) == pytest.approx(0.5 + 0.5 / len(v.eye))
+    assert eyes(p.tag_vectors(1, "red", eye="purple")) == ["purple"]  # a chosen colour is not drawn
+    with pytest.raises(ValueError, match="need 2 eye seeds"):
+        p.tag_vectors(2, "red", eye_seeds=[1])
+
+
+def test_auto_eyes_follow_the_photo_and_stay_on_a_live_face(eye_counts_pipeline):
+    p = eye_counts_pipeline
+    first, again = (p.translate(ASTRONAUT, "blonde").faces[0] for _ in range(2))
+    assert first.eye_drawn in ("blue", "brown") and again.eye_drawn == first.eye_drawn
+    assert first.tags[len(p.vocab.hair) + p.vocab.eye_index(first.eye_drawn)] == 1.0
+    assert p.translate(ASTRONAUT, "blonde", eye="green").faces[0].eye_drawn is None
+    assert p.translate(ASTRONAUT, "blonde", eye_strength=0.0).faces[0].eye_drawn is None  # every colour alike
+    import app
+
+    translate, _ = app.translate_handlers(p)
+    assert f"Eye colour the model chose: {first.eye_drawn}." in translate(str(ASTRONAUT), "blonde")[2]
+    assert "Eye colour the model chose" not in translate(str(ASTRONAUT), "blonde", eye="green")[2]
+    from twingan.pipeline import LIVE_REDETECT_EVERY
+
+    frame = np.asarray(webcam_frame())
+    _, track = p.translate_frame(frame, "blonde")
+    seed, ages = track.eye_seed, []
+    brighter = np.clip(frame.astype(int) + 3, 0, 255).astype(np.uint8)  # other pixels: another face_seed
+    for _ in range(LIVE_REDETECT_EVERY):  # past a new detection: the face keeps its first frame's seed
+        _, track = p.translate_frame(brighter, "blonde", track=track)
+        ages.append(track.age)
+    assert ages[-1] == 0 and track.eye_seed == seed
+
+
+def test_eye_counts_need_a_row_per_hair_colour_and_a_column_per_eye_colour():
+    from twingan.config import TwinGANConfig
+
+    with pytest.raises(ValueError, match="must be 12 rows"):
+        TwinGANConfig(eye_given_hair=((1.0,) * 10,) * 11)
+    with pytest.raises(ValueError, match="none may be negative"):
+        TwinGANConfig(eye_given_hair=((-1.0,) + (1.0,) * 9,) * 12)
+
+
 def test_gallery_index_is_cached_and_reused(app_server, tmp_path):
     from twingan.lookalikes import LatentIndex
 

@@ -288,12 +288,37 @@ def test_export_loads_in_inference_api(data_root, tmp_path):
     folder = export_now(trainer, tmp_path / "run")
     model = load_pretrained(TwinGAN, folder)
     assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
+    # The eye colours of each hair colour on the tagged target images, for the app's "auto" eyes.
+    counts = torch.tensor(model.config.eye_given_hair)
+    known = (trainer.target.hair >= 0) & (trainer.target.eye >= 0)
+    assert counts.shape == (len(DEFAULT_VOCAB.hair), len(DEFAULT_VOCAB.eye)) and counts.sum() == known.sum() > 0
+    pair = int(trainer.target.hair[known][0]), int(trainer.target.eye[known][0])
+    assert counts[pair] == int(((trainer.target.hair == pair[0]) & (trainer.target.eye == pair[1])).sum())
     x = torch.rand(2, 3, 16, 16)
     tags = torch.tensor([DEFAULT_VOCAB.encode("blue", "red")] * 2)
     out = model.translate(x, "human", "anime", tags)
     ref = trainer.ema.eval().translate(x, "human", "anime", tags)
     assert out.shape == (2, 3, 16, 16)
     torch.testing.assert_close(out, ref, atol=2e-2, rtol=0)  # fp16 weights
+
+
+def test_eye_prior_writes_the_tags_csvs_counts_into_an_export(data_root, tmp_path, capsys):
+    from train.helpers.eye_prior import main
+    from train.tags_data import read_tags_csv
+
+    trainer = make_trainer(data_root, tmp_path / "run")
+    folder = export_now(trainer, tmp_path / "run")
+    values = json.loads((folder / "config.json").read_text())
+    del values["eye_given_hair"]  # as exports made before it was written
+    (folder / "config.json").write_text(json.dumps(values))
+    csv_path = data_root / "anime" / "tags.csv"
+    assert main([str(folder), "--tags", str(csv_path)]) == 0
+    counts = torch.tensor(load_pretrained(TwinGAN, folder).config.eye_given_hair)
+    rows = [r for r in read_tags_csv(csv_path, DEFAULT_VOCAB, "train").values() if r.hair_known and r.eye_known]
+    assert counts.sum() == len(rows) > 0
+    assert "eye colours of" in capsys.readouterr().out
+    assert main([str(folder), "--tags", str(tmp_path / "missing.csv")]) == 2
+    assert "tags CSV not found" in capsys.readouterr().err
 
 
 def test_cli_dry_run_and_run_folder(data_root, tmp_path):

@@ -28,6 +28,7 @@ from train.data import batch_images
 from train.domains import load_domains
 from train.engine import CHECKPOINT_NAME, Trainer
 from train.export_format import DISCRIMINATORS_DIR, export_discriminator, export_model
+from train.tags_data import eye_given_hair
 from twingan.checkpoint import TRAINING_INFO_NAME
 from twingan.model import TwinGAN
 
@@ -129,11 +130,14 @@ def sample_grid(trainer: Trainer, n: int | None = None) -> torch.Tensor:
 def export_trainer(trainer: Trainer, folder: Path, dtype: torch.dtype | None = torch.float16) -> Path:
     """Export the EMA generator at the highest fully faded-in resolution (fp16 safetensors by default),
     with what `Trainer.init_from` needs to train on from it: the discriminators
-    (`discriminators/<domain>/`) and `training.json` (images seen, step, the run's config)."""
+    (`discriminators/<domain>/`) and `training.json` (images seen, step, the run's config). Its config
+    counts the eye colours of each hair colour on the target images (`eye_given_hair`)."""
     res, alpha = trainer.stage
     if alpha < 1.0:
         res, alpha = max(res // 2, 8), 1.0
-    folder = export_model(calibrated(trainer, res, alpha), folder, res, dtype)
+    target = trainer.target
+    folder = export_model(calibrated(trainer, res, alpha), folder, res, dtype,
+                          eye_given_hair=eye_given_hair(target.hair, target.eye, trainer.cfg.model.vocab))
     for module, domain in ((trainer.d_target, trainer.tgt_name), (trainer.d_source, trainer.src_name)):
         if module is not None:
             export_discriminator(module, folder / DISCRIMINATORS_DIR / domain, res, dtype)

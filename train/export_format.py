@@ -29,10 +29,11 @@ def stage_config(config: TwinGANConfig, resolution: int) -> TwinGANConfig:
 
 
 def export_model(model: TwinGAN, folder: Path, resolution: int | None = None,
-                 dtype: torch.dtype | None = torch.float16) -> Path:
-    """Write the inference format (config.json + model.safetensors), truncated to `resolution`."""
+                 dtype: torch.dtype | None = torch.float16, **config: object) -> Path:
+    """Write the inference format (config.json + model.safetensors), truncated to `resolution`;
+    `config` sets fields of the written config that training does not use (`eye_given_hair`)."""
     resolution = resolution or model.config.resolution
-    small = TwinGAN(stage_config(model.config, resolution))
+    small = TwinGAN(dataclasses.replace(stage_config(model.config, resolution), **config))
     state = model.state_dict()
     small.load_state_dict({k: state[k] for k in small.state_dict()}, strict=True)
     return save_pretrained(small, folder, dtype=dtype)

@@ -90,6 +90,18 @@ def tag_tensors(rows: dict[str, TagRow], files: Sequence[str],
     return tags, hair, eye
 
 
+def eye_given_hair(hair: torch.Tensor, eye: torch.Tensor, vocab: TagVocab = DEFAULT_VOCAB) -> tuple[tuple[int, ...], ...]:
+    """How many images have each (hair, eye) colour pair, from their vocab indices (N,) (-1 where
+    unknown; those images are left out): rows are hair colours, columns eye colours
+    (`TwinGANConfig.eye_given_hair`). Empty when no image has both colours known."""
+    known = (hair >= 0) & (eye >= 0)
+    if not bool(known.any()):
+        return ()
+    pairs = hair[known].long() * len(vocab.eye) + eye[known].long()
+    counts = torch.bincount(pairs, minlength=len(vocab.hair) * len(vocab.eye)).view(len(vocab.hair), len(vocab.eye))
+    return tuple(tuple(row) for row in counts.tolist())
+
+
 class AnimeTagsDataset(Dataset):
     """Tagged anime faces of one split, held in memory as uint8 at `resolution`.
 

@@ -28,6 +28,11 @@ class TwinGANConfig:
     # calibration of what strength 1 means, set in an export's config.json after training; 1 in training.
     hair_gain: float = 1.0
     eye_gain: float = 1.0
+    # How often each eye colour goes with each hair colour on the anime faces it was trained on
+    # (rows: hair_colors, columns: eye_colors; counts). The app's "let the model choose" eyes draw
+    # from the row of the face's hair colour. Empty: not known (the app then asks for every eye
+    # colour at equal weight). Written at export; `python -m train.helpers.eye_prior` adds it.
+    eye_given_hair: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self):
         if self.resolution < 8 or self.resolution & (self.resolution - 1):
@@ -40,6 +45,13 @@ class TwinGANConfig:
             raise ValueError(f"norm must be 'batch' or 'instance', got {self.norm!r}")
         if not (self.hair_gain > 0 and self.eye_gain > 0):
             raise ValueError(f"hair_gain and eye_gain must be > 0, got {self.hair_gain} and {self.eye_gain}")
+        if self.eye_given_hair:
+            shape = (len(self.eye_given_hair), *{len(row) for row in self.eye_given_hair})
+            if shape != (len(self.hair_colors), len(self.eye_colors)):
+                raise ValueError(f"eye_given_hair must be {len(self.hair_colors)} rows (hair colours) of "
+                                 f"{len(self.eye_colors)} (eye colours), got {shape}")
+            if any(not v >= 0 for row in self.eye_given_hair for v in row):
+                raise ValueError("eye_given_hair holds counts: none may be negative")
         bad = [r for r in self.skip_resolutions if r not in self.resolutions[1:]]
         if bad:
             raise ValueError(f"skip_resolutions {bad} are not among {self.resolutions[1:]}")

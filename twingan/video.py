@@ -10,7 +10,8 @@ detections by an exponential moving average whose weight grows with how far the 
 jitter is averaged away, a real move is followed at once), and the frames between two detections take boxes
 interpolated between them. Without it, the frames between reuse the last detected box, as the
 app's live mode does. Either way a track's tag vector is fixed when the track starts: "keep my
-hair colour" is read once per face, so a face keeps its colours for the whole clip.
+hair colour" is read and "auto" eyes are drawn once per face, so a face keeps its colours for the
+whole clip.
 
 Limits: frames whose long side is over MAX_SIDE are downscaled before processing (the output has
 the smaller size), `max_seconds` refuses longer clips, and still images, files without a video
@@ -34,7 +35,7 @@ from PIL import Image
 
 from twingan.faces import FaceCrop, NoFaceError, crop_box, crop_face, paste_back
 from twingan.images import MIN_SIDE, ImageError, fit
-from twingan.pipeline import AUTO, KEEP, TranslationPipeline, hair_read_lines
+from twingan.pipeline import AUTO, KEEP, TranslationPipeline, face_seed, hair_read_lines
 from twingan.tracking import Detection, Face, FaceTracker
 
 VideoSource = str | os.PathLike | BinaryIO
@@ -94,14 +95,16 @@ class _FaceWork:
 
     @torch.no_grad()
     def start(self, frame: Image.Image, d: Detection) -> torch.Tensor:
-        """The tags of a new track: the controls, with the hair read from this frame for "keep"."""
+        """The tags of a new track: the controls, with the hair read from this frame for "keep" and
+        "auto" eyes drawn with this frame's face as the seed."""
         probs = None
         if self.read_hair:
             res = self.pipeline.hair_classifier.config.resolution
             context = crop_face(frame, d.context_box or d.box, res, d.angle)
             names, probs, unreliable = self.pipeline.read_hair(_to_tensor([context]))
             self.hair_notes.append((names[0], unreliable[0]))
-        return self.pipeline.tag_vectors(1, *self.controls, keep_probs=probs)[0]
+        seed = face_seed(crop_face(frame, d.box, self.pipeline.model.config.resolution, d.angle))
+        return self.pipeline.tag_vectors(1, *self.controls, keep_probs=probs, eye_seeds=[seed])[0]
 
     @torch.no_grad()
     def render(self, frame: Image.Image, faces: list[Face]) -> Image.Image:
