@@ -414,6 +414,18 @@ def test_gallery_index_is_cached_and_reused(app_server, tmp_path):
     assert len(calls) == 4 and not torch.equal(other_model.latents["anime"], bigger.latents["anime"])
 
 
+def test_portraits_are_framed_for_the_whole_head_in_photos_and_live(app_server, tiny_checkpoints):
+    from twingan.faces import PORTRAIT_MARGINS, TRAIN_A_MARGINS
+    from twingan.pipeline import TranslationPipeline
+
+    p = app_server.pipeline
+    assert p.cropper.margins == PORTRAIT_MARGINS and p.live_cropper.margins == PORTRAIT_MARGINS
+    tight = TranslationPipeline.load(tiny_checkpoints.twingan, device="cpu", tagger=None, hair_classifier=None,
+                                     upscaler=None, framing=TRAIN_A_MARGINS)
+    loose_box, tight_box = p.translate(ASTRONAUT, AUTO).faces[0].box, tight.translate(ASTRONAUT, AUTO).faces[0].box
+    assert (loose_box[2] - loose_box[0]) / (tight_box[2] - tight_box[0]) == pytest.approx(1.94 / 1.56, rel=0.05)
+
+
 def test_missing_optional_models_only_disable_their_feature(tiny_checkpoints, tmp_path):
     from twingan.pipeline import TranslationPipeline
 

@@ -15,6 +15,7 @@ from samples import STORE_FOR_ORIENTATION, encode, oriented_jpeg, png_header
 from twingan.faces import (
     CELEBA_MARGINS,
     ORIGINAL_MARGINS,
+    PORTRAIT_MARGINS,
     TRAIN_A_MARGINS,
     FaceCropper,
     ImageError,
@@ -232,6 +233,20 @@ def test_crop_box_margins():
     assert angle == 0.0
     box, _ = crop_box((0, 0, 50, 84), margins=TRAIN_A_MARGINS)  # tall box: height sets the side
     assert box[3] - box[1] == pytest.approx(84 * 1.14) and box[1] == pytest.approx(0)
+
+
+def test_portrait_framing_shows_more_around_the_face_than_the_training_selfies():
+    """The app's framing: the face 0.80 as wide in its frame as in trainA's, the frame reaching
+    further above the detector's box (the whole head), less far than the anime set's."""
+    from twingan.faces import ANIME_MARGINS
+
+    face = (0, 0, 64, 84)  # the median MTCNN box of a trainA selfie, in % of its frame
+    sides = {m: crop_box(face, margins=m)[0] for m in (TRAIN_A_MARGINS, PORTRAIT_MARGINS, ANIME_MARGINS)}
+    width = {m: b[2] - b[0] for m, b in sides.items()}
+    assert width[TRAIN_A_MARGINS] == pytest.approx(100, abs=3)  # the margins' fit: trainA's own frame
+    assert 64 / width[PORTRAIT_MARGINS] == pytest.approx(0.80 * 64 / width[TRAIN_A_MARGINS], rel=0.02)
+    assert width[TRAIN_A_MARGINS] < width[PORTRAIT_MARGINS] < width[ANIME_MARGINS]
+    assert sides[TRAIN_A_MARGINS][1] > sides[PORTRAIT_MARGINS][1] > sides[ANIME_MARGINS][1]
 
 
 def test_crop_box_align_levels_eyes():

@@ -319,6 +319,13 @@ def test_eye_prior_writes_the_tags_csvs_counts_into_an_export(data_root, tmp_pat
     assert "eye colours of" in capsys.readouterr().out
     assert main([str(folder), "--tags", str(tmp_path / "missing.csv")]) == 2
     assert "tags CSV not found" in capsys.readouterr().err
+    assert main([str(folder), "--tags", str(csv_path), "--skip", "blue", "red"]) == 0  # never drawn by "auto"
+    skipped = torch.tensor(load_pretrained(TwinGAN, folder).config.eye_given_hair)
+    drawn = [i for i in range(len(DEFAULT_VOCAB.eye)) if i not in (DEFAULT_VOCAB.eye_index("blue"), DEFAULT_VOCAB.eye_index("red"))]
+    assert skipped[:, DEFAULT_VOCAB.eye_index("blue")].sum() == skipped[:, DEFAULT_VOCAB.eye_index("red")].sum() == 0
+    assert torch.equal(skipped[:, drawn], counts[:, drawn])
+    assert main([str(folder), "--tags", str(csv_path), "--skip", "plaid"]) == 2
+    assert "unknown eye colour 'plaid'" in capsys.readouterr().err
 
 
 def test_cli_dry_run_and_run_folder(data_root, tmp_path):

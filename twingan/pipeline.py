@@ -45,7 +45,7 @@ from twingan.checkpoint import (
     resolve_checkpoint,
     trained_both_ways,
 )
-from twingan.faces import CELEBA_MARGINS, FaceCrop, FaceCropper, crop_face, paste_back
+from twingan.faces import CELEBA_MARGINS, PORTRAIT_MARGINS, FaceCrop, FaceCropper, Margins, crop_face, paste_back
 from twingan.images import ImageSource, load_image, square_crop
 from twingan.layers import resize_square
 from twingan.lookalikes import LatentIndex, Lookalike
@@ -157,9 +157,12 @@ class TranslationPipeline:
              tagger: str | os.PathLike | None = DEFAULT_TAGGER,
              hair_classifier: str | os.PathLike | None = DEFAULT_HAIR_CLASSIFIER,
              max_faces: int = 4, display_size: int = 256,
-             upscaler: str | os.PathLike | None = DEFAULT_UPSCALER) -> TranslationPipeline:
+             upscaler: str | os.PathLike | None = DEFAULT_UPSCALER,
+             framing: Margins = PORTRAIT_MARGINS) -> TranslationPipeline:
         """Load everything once. A missing TwinGAN checkpoint raises CheckpointError; a missing
-        tagger, hair classifier or upscaler only turns its feature off (see `notes`)."""
+        tagger, hair classifier or upscaler only turns its feature off (see `notes`). framing: how
+        much of the head and shoulders around the detected face each crop (and portrait) shows
+        (`twingan.faces`: PORTRAIT_MARGINS, or TRAIN_A_MARGINS, the training selfies' framing)."""
         dev, dtype = pick_device(device)
         folder = resolve_checkpoint(checkpoint)
         model = load_pretrained(TwinGAN, folder, dev, dtype)
@@ -175,7 +178,8 @@ class TranslationPipeline:
         crop_size = max(min(display_size, 2 * model.config.resolution), model.config.resolution)
         # The hair classifier reads a CelebA-like frame, which shows the hair (the model's crop cuts it off).
         context = CELEBA_MARGINS if hair_model is not None else None
-        cropper = FaceCropper(crop_size, device=str(dev), max_faces=max_faces, context_margins=context)
+        cropper = FaceCropper(crop_size, device=str(dev), max_faces=max_faces, margins=framing,
+                              context_margins=context)
         return cls(model, cropper, tagger_model, hair_model, display_size, notes, folder, upscaler_model,
                    trained_both_ways(folder))
 
@@ -190,7 +194,7 @@ class TranslationPipeline:
         if self._live_cropper is None:
             self._live_cropper = FaceCropper(self.model.config.resolution, device=str(self.device), max_faces=1,
                                              detect_size=LIVE_DETECT_SIZE, min_face_size=LIVE_MIN_FACE,
-                                             context_margins=self.cropper.context_margins)
+                                             margins=self.cropper.margins, context_margins=self.cropper.context_margins)
         return self._live_cropper
 
     # ----------------------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 """Write into an exported TwinGAN checkpoint's config.json how often each eye colour goes with each
 hair colour on the tagged anime faces (`TwinGANConfig.eye_given_hair`), which the app's "let the
 model choose" eyes draw from. Exports made by `train` carry it already (counted on their training
-target images); this adds it to a checkpoint exported before, from the tags CSV's train split.
+target images); this adds it to a checkpoint exported before, from the tags CSV's train split. `--skip` leaves eye
+colours out of the draw (their counts 0), for those the model draws badly: the app still asks for
+them when they are chosen.
 
-    python -m train.helpers.eye_prior checkpoints/twingan-selfie2anime-128 [--data ../shared/data] [--tags CSV]
+    python -m train.helpers.eye_prior checkpoints/twingan-selfie2anime-128 [--data ../shared/data]
+        [--tags CSV] [--skip black pink aqua orange]
 """
 
 from __future__ import annotations
@@ -30,6 +33,12 @@ def counts_from_csv(path: Path, config: TwinGANConfig) -> tuple[tuple[int, ...],
     return eye_given_hair(hair, eye, config.vocab)
 
 
+def without(counts: tuple[tuple[int, ...], ...], skip: list[str], config: TwinGANConfig) -> tuple[tuple[int, ...], ...]:
+    """`counts` with the columns of the eye colours in `skip` set to 0."""
+    columns = {config.vocab.eye_index(name) for name in skip}  # ValueError names an unknown colour
+    return tuple(tuple(0 if j in columns else v for j, v in enumerate(row)) for row in counts)
+
+
 def write_counts(checkpoint: Path, counts: tuple[tuple[int, ...], ...]) -> TwinGANConfig:
     """Set `eye_given_hair` in checkpoint/config.json (checked by `TwinGANConfig` first); the rest of the
     file is kept as it is."""
@@ -47,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", help="exported TwinGAN folder (config.json + model.safetensors)")
     p.add_argument("--data", default=None, help="data root (default $TWINGAN_DATA or ../shared/data)")
     p.add_argument("--tags", default=None, help=f"the tags CSV (default DATA/{TAGS_CSV.as_posix()})")
+    p.add_argument("--skip", nargs="*", default=[], metavar="COLOUR", help="eye colours \"auto\" never draws")
     args = p.parse_args(argv)
     checkpoint = Path(args.checkpoint)
     try:
@@ -55,12 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         counts = counts_from_csv(Path(args.tags or Path(args.data or default_data_root()) / TAGS_CSV), config)
         if not counts:
             raise TagsDataError("no train image of the tags CSV has both a hair and an eye colour")
+        counts = without(counts, args.skip, config)
         write_counts(checkpoint, counts)
     except (OSError, json.JSONDecodeError, CheckpointError, TagsDataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     table = torch.tensor(counts, dtype=torch.float32)
-    print(f"{checkpoint / CONFIG_NAME}: eye colours of {int(table.sum())} tagged anime faces")
+    skipped = f" (not drawn: {', '.join(args.skip)})" if args.skip else ""
+    print(f"{checkpoint / CONFIG_NAME}: eye colours of {int(table.sum())} tagged anime faces{skipped}")
     share = table / table.sum(1, keepdim=True).clamp_min(1)
     for name, row in zip(config.vocab.hair, share):
         top = row.topk(3)
