@@ -321,8 +321,9 @@ def test_eye_prior_writes_the_tags_csvs_counts_into_an_export(data_root, tmp_pat
     assert "tags CSV not found" in capsys.readouterr().err
     assert main([str(folder), "--tags", str(csv_path), "--skip", "blue", "red"]) == 0  # never drawn by "auto"
     skipped = torch.tensor(load_pretrained(TwinGAN, folder).config.eye_given_hair)
-    drawn = [i for i in range(len(DEFAULT_VOCAB.eye)) if i not in (DEFAULT_VOCAB.eye_index("blue"), DEFAULT_VOCAB.eye_index("red"))]
-    assert skipped[:, DEFAULT_VOCAB.eye_index("blue")].sum() == skipped[:, DEFAULT_VOCAB.eye_index("red")].sum() == 0
+    blue, red = DEFAULT_VOCAB.eye_index("blue"), DEFAULT_VOCAB.eye_index("red")
+    drawn = [i for i in range(len(DEFAULT_VOCAB.eye)) if i not in (blue, red)]
+    assert skipped[:, blue].sum() == skipped[:, red].sum() == 0
     assert torch.equal(skipped[:, drawn], counts[:, drawn])
     assert main([str(folder), "--tags", str(csv_path), "--skip", "plaid"]) == 2
     assert "unknown eye colour 'plaid'" in capsys.readouterr().err
