@@ -24,6 +24,7 @@ import gradio as gr
 from PIL import Image
 
 from twingan.checkpoint import CheckpointError
+from twingan.controls import hair_read_lines
 from twingan.faces import NoFaceError
 from twingan.images import ImageError, load_image
 from twingan.pipeline import (
@@ -34,7 +35,6 @@ from twingan.pipeline import (
     KEEP,
     TranslationPipeline,
     default_cache_dir,
-    hair_read_lines,
 )
 from twingan.video import translate_video
 from twingan.vocab import EYE_COLORS, HAIR_COLORS

@@ -6,21 +6,7 @@ optional helpers: the anime tagger (reference image -> tags), the human hair cla
 portraits to display size, instead of a plain resize). A helper whose checkpoint is missing only
 disables its feature; `pipeline.notes` says which and why.
 
-Colour controls become the tag vector the generator is conditioned on, the same way for the hair
-and the eye group:
-    group = strength * target + (1 - strength) * uniform
-where target is the one-hot of the chosen colour, for hair "keep" the hair classifier's
-probabilities for that face, and for hair "auto" the uniform vector (every colour of the group at 1/n).
-"auto" eyes are one eye colour drawn for each face from how often anime characters with its hair
-colour have each eye colour (`TwinGANConfig.eye_given_hair`, counted on the training anime), with a
-seed taken from the face crop's pixels, so the same photo always gets the same eyes; a checkpoint
-without those counts gets every eye colour at equal weight, which the model never saw in training
-and draws as dark grey-violet irises. A group is never all zero: the shipped checkpoints were trained
-always asking for an eye colour and almost always for a hair colour, and on an all-zero group the
-128 px checkpoint of 2026-12-04 draws a blotchy face (no hair tag: no eyes at all; no eye tag:
-smudged eyes, grey streaks over the skin), while every colour at equal weight gives a clean drawn
-face whose colour the model settles. So strength 0 means "what the model settles on" and 1 means
-"the chosen colour fully".
+Colour controls become the tag vector the generator is conditioned on in `twingan.controls`.
 
 `build_index` and `lookalikes` search a gallery in the shared 4x4 latent (`twingan.lookalikes`).
 """
@@ -45,6 +31,7 @@ from twingan.checkpoint import (
     resolve_checkpoint,
     trained_both_ways,
 )
+from twingan.controls import AUTO, KEEP, eye_drawn, face_seed, tag_vectors
 from twingan.faces import CELEBA_MARGINS, PORTRAIT_MARGINS, FaceCrop, FaceCropper, Margins, crop_face, paste_back
 from twingan.images import ImageSource, load_image, square_crop
 from twingan.layers import resize_square
@@ -54,8 +41,6 @@ from twingan.tagger import HumanHairClassifier, Tagger
 from twingan.upscaler import AnimeUpscaler
 from twingan.vocab import TagVocab
 
-KEEP = "keep"  # hair choice: the colour read from the photo by the human hair classifier
-AUTO = "auto"  # hair: every colour at equal weight, the model settles it; eyes: one drawn per face (module doc)
 PASTE_MAX_SIDE = 2000  # px, long side of the pasted photo: half a phone photo, sharp on any screen
 # Webcam frames: detect on a 320 px copy and only faces of 40+ px there (a selfie's face is big),
 # which cuts MTCNN's image pyramid to a few levels.
@@ -223,61 +208,10 @@ class TranslationPipeline:
     def tag_vectors(self, n: int, hair: str = KEEP, hair_strength: float = 1.0, eye: str = AUTO,
                     eye_strength: float = 1.0, keep_probs: torch.Tensor | None = None,
                     binary: torch.Tensor | None = None, eye_seeds: list[int] | None = None) -> torch.Tensor:
-        """(n, vocab.dim) tag vectors from the controls (see the module doc).
-
-        keep_probs: (n, len(vocab.hair)) hair colour probabilities read from each face, used for
-        hair == KEEP (uniform, as for AUTO, when None). binary: (vocab.binary,) or None.
-        eye_seeds: n seeds of the "auto" eye colours (`face_seed` of each face; default 0, 1, ...).
-        """
-        v = self.vocab
-        for name, s in (("hair", hair_strength), ("eye", eye_strength)):
-            if not 0.0 <= float(s) <= 1.0:
-                raise ValueError(f"{name} strength must be between 0 and 1, got {s}")
-        if eye == KEEP:
-            raise ValueError('"keep" is for the hair colour; choose an eye colour or "auto"')
-        if eye_seeds is not None and len(eye_seeds) != n:
-            raise ValueError(f"need {n} eye seeds, got {len(eye_seeds)}")
-        def blend(target: torch.Tensor | None, strength: float, width: int) -> torch.Tensor:
-            uniform = torch.full((n, width), 1.0 / width)
-            return uniform if target is None else float(strength) * target + (1.0 - float(strength)) * uniform
-
-        tags = torch.zeros(n, v.dim)
-        hair_target = keep_probs if hair == KEEP and keep_probs is not None else None  # KEEP without a read: AUTO
-        if hair not in (KEEP, AUTO):
-            hair_target = F.one_hot(torch.full((n,), v.hair_index(hair)), len(v.hair)).float()
-        tags[:, v.hair_slice] = blend(hair_target, hair_strength, len(v.hair))
-        eye_target = None
-        if eye != AUTO:
-            eye_target = F.one_hot(torch.full((n,), v.eye_index(eye)), len(v.eye)).float()
-        elif self.model.config.eye_given_hair:
-            drawn = self.draw_eyes(tags[:, v.hair_slice], list(range(n)) if eye_seeds is None else eye_seeds)
-            eye_target = F.one_hot(drawn, len(v.eye)).float()
-        tags[:, v.eye_slice] = blend(eye_target, eye_strength, len(v.eye))
-        if binary is not None:
-            tags[:, v.binary_slice] = binary.float()
-        return tags
-
-    def draw_eyes(self, hair: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-        """(n,) eye colour indices for "auto" eyes: each drawn, with its seed, from the eye colours of
-        anime faces with hair `hair` (n, len(vocab.hair)), a colour or a mix of colours (the rows of
-        `eye_given_hair` mixed by these weights)."""
-        counts = torch.tensor(self.model.config.eye_given_hair, dtype=torch.float32)
-        rows = counts / counts.sum(1, keepdim=True).clamp_min(1e-12)
-        probs = hair.float() @ rows  # (n, len(vocab.eye))
-        probs = torch.where(probs.sum(1, keepdim=True) > 0, probs, torch.ones_like(probs))
-        cdf = probs.cumsum(1) / probs.sum(1, keepdim=True)
-        # One uniform number per seed through the inverse CDF: a hair read that moves a little from
-        # frame to frame (live mode) moves the CDF a little and rarely flips the colour.
-        u = torch.tensor([torch.rand(1, generator=torch.Generator().manual_seed(seed)).item() for seed in seeds])
-        return torch.searchsorted(cdf, u[:, None], right=True)[:, 0].clamp_max(probs.shape[1] - 1)
-
-    def eye_drawn(self, eye: str, tags: torch.Tensor) -> list[str | None]:
-        """For each tag vector: the eye colour drawn for "auto" eyes, else None (a chosen colour, no
-        counts in the checkpoint, or strength 0)."""
-        group = tags[:, self.vocab.eye_slice]
-        if eye != AUTO or not self.model.config.eye_given_hair:
-            return [None] * len(tags)
-        return [self.vocab.eye[int(row.argmax())] if row.max() > row.min() else None for row in group]
+        """(n, vocab.dim) tag vectors from the controls: `twingan.controls.tag_vectors` with this
+        checkpoint's vocabulary and eye colour counts."""
+        return tag_vectors(self.vocab, self.model.config.eye_given_hair, n, hair, hair_strength, eye, eye_strength,
+                           keep_probs, binary, eye_seeds)
 
     @torch.no_grad()
     def read_hair(self, faces: torch.Tensor) -> tuple[list[str], torch.Tensor, list[str | None]] | None:
@@ -352,7 +286,7 @@ class TranslationPipeline:
             eye_seeds = [face_seed(c.image) for c in crops]
         tags = self.tag_vectors(len(crops), hair, hair_strength, eye, eye_strength,
                                 read[1] if read else None, binary, eye_seeds)
-        drawn = self.eye_drawn(eye, tags)
+        drawn = eye_drawn(self.vocab, self.model.config.eye_given_hair, eye, tags)
         cond = tags.to(self.device, self.dtype) if self.conditioned else None
         out = self.model.translate(x.to(self.device, self.dtype), "human", "anime", cond)  # (B, 3, R, R)
         raws = _to_pil(out)
@@ -501,19 +435,6 @@ class TranslationPipeline:
         return h.hexdigest()[:16]
 
 
-def hair_read_lines(reads: list[tuple[str | None, str | None]], where: str = "photo") -> list[str]:
-    """Status sentences for "keep my hair colour" from each face's (colour read, why unsure or None):
-    the colours read, and the faces whose read was unsure, so their portraits mix the likely colours."""
-    sure = [name for name, why in reads if name and not why]
-    lines = [f"Hair colour read from the {where}: " + ", ".join(sure) + "."] if sure else []
-    for i, (_, why) in enumerate(reads, 1):
-        if why:
-            which = f" of face {i}" if len(reads) > 1 else ""
-            lines.append(f"Hair colour{which} not read reliably ({why}): the portrait mixes the likely colours; "
-                         "pick one to set it.")
-    return lines
-
-
 def default_cache_dir() -> Path:
     """$TWINGAN_CACHE, else $XDG_CACHE_HOME/twingan (~/.cache/twingan): outside the repository."""
     if os.environ.get("TWINGAN_CACHE"):
@@ -530,11 +451,6 @@ def _load_optional(cls, path, device, dtype, disabled: str, notes: list[str]):
     except CheckpointError as err:
         notes.append(f"{disabled}: {err}")
         return None
-
-
-def face_seed(image: Image.Image) -> int:
-    """A seed from a face crop's pixels (the "auto" eye colour's): the same crop, the same seed."""
-    return int.from_bytes(hashlib.blake2b(image.tobytes(), digest_size=8).digest(), "little") % 2**63
 
 
 def is_greyscale(face: torch.Tensor) -> bool:

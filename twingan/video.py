@@ -33,9 +33,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from twingan.controls import AUTO, KEEP, face_seed, hair_read_lines
 from twingan.faces import FaceCrop, NoFaceError, crop_box, crop_face, paste_back
 from twingan.images import MIN_SIDE, ImageError, fit
-from twingan.pipeline import AUTO, KEEP, TranslationPipeline, face_seed, hair_read_lines
+from twingan.pipeline import TranslationPipeline
 from twingan.tracking import Detection, Face, FaceTracker
 
 VideoSource = str | os.PathLike | BinaryIO
