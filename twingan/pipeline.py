@@ -85,7 +85,7 @@ class FaceResult:
     hair_read: str | None  # the hair colour read from the photo (None without the classifier)
     hair_unreliable: str | None  # why that read is unsure (the portrait hedges between colours), else None
     tags: list[float]  # the tag vector the generator got
-    eye_drawn: str | None = None  # the eye colour drawn for "auto" eyes (None: chosen by the user, or no counts)
+    eye_drawn: str | None = None  # the colour drawn for "auto" eyes (None: a chosen colour, strength 0, no counts)
 
 
 @dataclass
@@ -161,7 +161,7 @@ class TranslationPipeline:
         # Crops at twice the model's resolution still look sharp at display size and cost a quarter
         # of display-size crops (crop_face's resampling was ~40 ms of a 1024 px photo at 256 px).
         crop_size = max(min(display_size, 2 * model.config.resolution), model.config.resolution)
-        # The hair classifier reads a CelebA-like frame, which shows the hair (the model's crop cuts it off).
+        # The hair classifier reads the CelebA-like frame it was trained on (more hair than any model crop).
         context = CELEBA_MARGINS if hair_model is not None else None
         cropper = FaceCropper(crop_size, device=str(dev), max_faces=max_faces, margins=framing,
                               context_margins=context)

@@ -1,9 +1,9 @@
 """Write into an exported TwinGAN checkpoint's config.json how often each eye colour goes with each
 hair colour on the tagged anime faces (`TwinGANConfig.eye_given_hair`), which the app's "let the
 model choose" eyes draw from. Exports made by `train` carry it already (counted on their training
-target images); this adds it to a checkpoint exported before, from the tags CSV's train split. `--skip` leaves eye
-colours out of the draw (their counts 0), for those the model draws badly: the app still asks for
-them when they are chosen.
+target images); this adds it to a checkpoint exported before, from the tags CSV's train split.
+`--skip` leaves eye colours out of the draw (their counts 0), for those the model draws badly: the
+app still asks for them when they are chosen.
 
     python -m train.helpers.eye_prior checkpoints/twingan-selfie2anime-128 [--data ../shared/data]
         [--tags CSV] [--skip black pink aqua orange]
