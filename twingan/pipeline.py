@@ -282,7 +282,7 @@ class TranslationPipeline:
         if hair == KEEP and self.hair_classifier is not None:
             frames = [c.context if c.context is not None else c.image for c in crops]
             read = self.read_hair(self._model_size(_to_tensor(frames), self.hair_classifier.config.resolution))
-        if eye_seeds is None:
+        if eye_seeds is None and eye == AUTO:  # only "auto" eyes are drawn
             eye_seeds = [face_seed(c.image) for c in crops]
         tags = self.tag_vectors(len(crops), hair, hair_strength, eye, eye_strength,
                                 read[1] if read else None, binary, eye_seeds)

@@ -39,15 +39,14 @@ def without(counts: tuple[tuple[int, ...], ...], skip: list[str], config: TwinGA
     return tuple(tuple(0 if j in columns else v for j, v in enumerate(row)) for row in counts)
 
 
-def write_counts(checkpoint: Path, counts: tuple[tuple[int, ...], ...]) -> TwinGANConfig:
+def write_counts(checkpoint: Path, counts: tuple[tuple[int, ...], ...]) -> None:
     """Set `eye_given_hair` in checkpoint/config.json (checked by `TwinGANConfig` first); the rest of the
     file is kept as it is."""
     path = checkpoint / CONFIG_NAME
     values = json.loads(path.read_text())
     values["eye_given_hair"] = [list(row) for row in counts]
-    config = config_from_dict(TwinGANConfig, {k: v for k, v in values.items() if k != "model_type"})
+    config_from_dict(TwinGANConfig, {k: v for k, v in values.items() if k != "model_type"})  # raises if wrong
     path.write_text(json.dumps(values, indent=2) + "\n")
-    return config
 
 
 def main(argv: list[str] | None = None) -> int:
