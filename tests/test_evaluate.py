@@ -439,6 +439,27 @@ def test_evaluate_app_counts_faces_and_calibrates_on_stand_ins(tiny_pipeline, ph
     assert Image.open(figure).size == (6 * 256 + 7 * 4, 256 + 2 * 4)  # 3 crops and 3 portraits at display size
 
 
+def test_the_gated_two_sample_test_is_the_mean_of_its_seeded_runs(tiny_pipeline, photos):
+    """Each run is the one-seed test at seed 0, 1, 2 on the same portraits; the gate reads their mean."""
+    from train.evaluation.app_outputs import app_portraits, evaluate_app
+    from train.evaluation.gates import _app_rows
+    from twingan.metrics import classifier_two_sample_test
+
+    anime = _textures(24, seed=2)
+    m, _ = evaluate_app(tiny_pipeline, photos[:2] * 5, [], anime, two_sample_steps=3, calibrate=False,
+                        two_sample_seeds=3)
+    runs = m["app_two_sample_seed_accuracies"]
+    assert len(runs) == 3 and m["app_two_sample_accuracy"] == pytest.approx(sum(runs) / 3)
+    one, _ = evaluate_app(tiny_pipeline, photos[:2] * 5, [], anime, two_sample_steps=3, calibrate=False)
+    assert one["app_two_sample_accuracy"] == runs[0] and "app_two_sample_seed_accuracies" not in one
+    portraits = app_portraits(tiny_pipeline, photos[:2] * 5, all_faces=False)["anime"]
+    reference = anime[torch.randperm(24, generator=torch.Generator().manual_seed(0))[:12]][:10]
+    again = classifier_two_sample_test(portraits, reference, steps=3, seed=2, resolution=128)
+    assert again["accuracy"] == pytest.approx(runs[2])
+    row = next(line for line in _app_rows(m) if line.startswith("| two-sample test"))
+    assert "mean of 3 runs with their own seeds" in row
+
+
 def test_help_documents_the_app_metrics(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])

@@ -16,7 +16,9 @@ found in the real photos (`--photos`; default: examples/ and the data's photos/)
   128 px. Beside it, its calibration: the other half of the real anime (about 1), and that half
   taken down to 64 px and back up (bicubic), and to 32 px and back.
 - two-sample test at 128 px: as below, but the CNN sees 128 px, the app's portraits of the test
-  selfies against as many real anime faces at 128 px; beside it, the same test on real anime against
+  selfies against as many real anime faces at 128 px, run five times with their own seeds (which
+  halves train the CNN, its start) and gated on the mean, as one run moves by several points from
+  seed to seed (`--app-two-sample-seeds`); beside it, the same test on real anime against
   real anime (about 50%) and on real anime taken to 64 px and back against real anime (how well the
   test sees the blur of a 64 px portrait), and on the portraits of the same selfies asked for a
   hair and eye colour pair drawn from the real anime test tags instead of the app's defaults (how

@@ -16,6 +16,10 @@ from train.evaluation.gates import GATES, format_table
 from train.evaluation.model_outputs import TWO_SAMPLE_STEPS
 from twingan.pipeline import DEFAULT_HAIR_CLASSIFIER
 
+# Runs of the gated 128 px two-sample test: on the same portraits, one run's figure moved over 3-8
+# points from seed to seed (several times its standard error), so the gate reads the mean of five.
+APP_TWO_SAMPLE_SEEDS = 5
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.evaluation", description=evaluation.__doc__,
@@ -42,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--app-two-sample-steps", type=int, default=TWO_SAMPLE_STEPS,
                    help=f"training steps of the CNN of each of the three {APP_SIZE} px two-sample tests "
                         "(the app's portraits and its two calibrations; 0 skips them)")
+    p.add_argument("--app-two-sample-seeds", type=int, default=APP_TWO_SAMPLE_SEEDS,
+                   help="runs of the gated two-sample test of the app's portraits, each with its own seed; the "
+                        "gate reads their mean (1: one run, as the calibrations)")
     p.add_argument("--quick", action="store_true", help="skip all two-sample tests (both step counts 0)")
     p.add_argument("--reverse", action="store_true",
                    help="also measure anime -> human (default: when the checkpoint's training.json says the run had reverse)")
@@ -58,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                                       None if args.second_judge == "none" else args.second_judge, args.photos,
                                       0 if args.quick else args.app_two_sample_steps,
                                       None if args.hair_classifier == "none" else args.hair_classifier,
-                                      reverse=True if args.reverse else None)
+                                      reverse=True if args.reverse else None,
+                                      app_two_sample_seeds=args.app_two_sample_seeds)
     except (CheckpointError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

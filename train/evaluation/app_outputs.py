@@ -69,7 +69,7 @@ def reference_halves(anime: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, 
 
 def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor, seed: int = 0,
                  two_sample_steps: int = TWO_SAMPLE_STEPS, calibrate: bool = True,
-                 anime_colours: list[tuple[str, str]] | None = None) -> tuple[dict, dict]:
+                 anime_colours: list[tuple[str, str]] | None = None, two_sample_seeds: int = 1) -> tuple[dict, dict]:
     """Metrics of the app's portraits (`app_portraits`) of the test selfies (`selfie_files`) and of the
     real `photos`, against the real anime test faces `anime` (N, 3, APP_SIZE, APP_SIZE), and the
     portraits of the photos (for `photos_figure`).
@@ -77,7 +77,10 @@ def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor
     The real anime is split in two seeded halves: the reference, and the other half for the
     calibrations (the same distribution as the reference; taken down and back up). Every two-sample
     test uses as many images per side as the portraits of the test selfies (at most half the anime),
-    `two_sample_steps` steps (0 skips them) and the same seed; it needs 4 portraits per side.
+    `two_sample_steps` steps (0 skips them) and the same seed; it needs 4 portraits per side. The gated
+    test runs `two_sample_seeds` times (seeds `seed`, `seed` + 1, ...: other halves to train on, another
+    CNN) on the same portraits and reports the mean (its standard error: the mean of the runs'), as
+    one run's figure moves by several times its standard error from seed to seed.
     `calibrate=False` runs only the gated two-sample test (its calibrations cost twice as much again).
     With `anime_colours` ((hair, eye) names, one per test selfie, drawn from real anime tags) and
     `calibrate`, one more test (`app_two_sample_anime_colours_*`) scores portraits asked for those
@@ -119,9 +122,21 @@ def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor
         for suffix, images in tests:
             test = classifier_two_sample_test(images, reference[:n], steps=two_sample_steps, seed=seed,
                                               resolution=APP_SIZE)
+            if not suffix and two_sample_seeds > 1:
+                test = _mean_over_seeds(test, [classifier_two_sample_test(
+                    images, reference[:n], steps=two_sample_steps, seed=seed + k, resolution=APP_SIZE)
+                    for k in range(1, two_sample_seeds)])
             out.update({f"app_two_sample{suffix}_{k}": v for k, v in test.items()})
         out["app_two_sample_seconds"] = time.time() - t0
     return out, shown
+
+
+def _mean_over_seeds(first: dict, others: list[dict]) -> dict:
+    """One two-sample result (`classifier_two_sample_test`'s dict) from runs with other seeds: the
+    mean accuracies and standard error, each run's accuracy under `seed_accuracies`."""
+    runs = [first, *others]
+    mean = {k: sum(r[k] for r in runs) / len(runs) for k in ("accuracy", "accuracy_a", "accuracy_b", "stderr")}
+    return {**first, **mean, "seed_accuracies": [r["accuracy"] for r in runs]}
 
 
 def _name(photo, i: int) -> str:

@@ -54,16 +54,16 @@ def evaluate_checkpoint(checkpoint, data=None, judge=EVAL_TAGGER, featnet=FEATNE
                         two_sample_steps: int = TWO_SAMPLE_STEPS, out=None, grid=None,
                         second_judge=EVAL_TAGGER_RESIDUAL, photos=None, app_two_sample_steps: int = TWO_SAMPLE_STEPS,
                         hair_classifier=DEFAULT_HAIR_CLASSIFIER, app_two_sample_calibration: bool = True,
-                        reverse: bool | None = None) -> dict:
+                        reverse: bool | None = None, app_two_sample_seeds: int = 1) -> dict:
     """Load a checkpoint folder, evaluate it on the test splits and return the metrics dict.
 
     The app's portraits come from a `TranslationPipeline` on the CPU with this checkpoint and
     `hair_classifier` (the app's; None: the model picks the hair colour), of the test selfies and
     of the images in the folders `photos` (default `default_photo_dirs`); `app_two_sample_calibration`
-    as `evaluate_app`'s `calibrate`. `reverse` (None: when the checkpoint was trained so) also measures
-    anime -> human (`evaluate_reverse`). Writes the JSON to `out`,
-    the comparison grid to `grid` (default: next to `out`) and the photos' portraits beside the grid
-    (`..._photos.png`) when `out` is given. Raises CheckpointError for a bad checkpoint, ValueError
+    and `app_two_sample_seeds` as `evaluate_app`'s `calibrate` and `two_sample_seeds`. `reverse`
+    (None: when the checkpoint was trained so) also measures anime -> human (`evaluate_reverse`).
+    Writes the JSON to `out`, the comparison grid to `grid` (default: next to `out`) and the photos'
+    portraits beside the grid (`..._photos.png`) when `out` is given. Raises CheckpointError for a bad checkpoint, ValueError
     for the training tagger as judge, FileNotFoundError for a missing data folder.
     """
     from twingan.checkpoint import load_pretrained, trained_both_ways
@@ -93,7 +93,8 @@ def evaluate_checkpoint(checkpoint, data=None, judge=EVAL_TAGGER, featnet=FEATNE
     app_metrics, photo_faces = evaluate_app(pipeline, sets["selfie_files"], photo_files(photo_dirs), sets["anime_app"],
                                             seed, app_two_sample_steps, app_two_sample_calibration,
                                             anime_colour_pairs(sets["anime_tags"], len(sets["selfie_files"]),
-                                                               model.config.vocab, seed))
+                                                               model.config.vocab, seed),
+                                            app_two_sample_seeds)
     # The pipeline's notes say which of its helpers were off (the evaluation's own choice: no anime tagger).
     metrics.update(app_metrics, app_photo_dirs=[str(d) for d in photo_dirs], app_pipeline_notes=pipeline.notes,
                    app_hair_classifier=None if pipeline.hair_classifier is None else str(hair_classifier))

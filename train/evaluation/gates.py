@@ -35,6 +35,14 @@ def _two_sample(m: dict, prefix: str) -> str:
     return f"{100 * m[f'{prefix}_accuracy']:.1f}% +- {100 * m[f'{prefix}_stderr']:.1f}"
 
 
+def _seeds(m: dict) -> str:
+    """", mean of k runs with their own seeds (a%, b%, ...)" when the gated test ran more than once."""
+    runs = m.get("app_two_sample_seed_accuracies", [])
+    if len(runs) < 2:
+        return ""
+    return f", mean of {len(runs)} runs with their own seeds ({', '.join(f'{100 * r:.1f}%' for r in runs)})"
+
+
 def _gate(m: dict, key: str) -> str:
     """The gate of `key` and whether `m` meets it, for the table: "gate >= 0.5: pass"."""
     direction, threshold = GATES[key]
@@ -68,8 +76,8 @@ def _app_rows(m: dict) -> list[str]:
         n_train, n_test = m["app_two_sample_n_train"], m["app_two_sample_n_test"]
         lines.append(f"| two-sample test at {m['app_two_sample_resolution']} px: the app's portraits of test selfies vs real "
                      f"anime, trained on {n_train[0]} + {n_train[1]} for {m['app_two_sample_steps']} steps, "
-                     f"{n_test[0]} + {n_test[1]} held out (50% = indistinguishable; {_gate(m, 'app_two_sample_accuracy')}) "
-                     f"| {_two_sample(m, 'app_two_sample')} |")
+                     f"{n_test[0]} + {n_test[1]} held out (50% = indistinguishable; {_gate(m, 'app_two_sample_accuracy')})"
+                     f"{_seeds(m)} | {_two_sample(m, 'app_two_sample')} |")
         if "app_two_sample_real_accuracy" in m:
             lines.append(f"| the same test on real anime vs real anime / on real anime taken to {TWO_SAMPLE_BLUR} px and back "
                          f"vs real anime | {_two_sample(m, 'app_two_sample_real')} / "
