@@ -488,6 +488,27 @@ def test_two_sample_probes_each_keep_one_kind_of_evidence():
     assert all(r["n_train"] == (5, 5) and r["resolution"] == 128 and 0 <= r["accuracy"] <= 1 for r in results.values())
 
 
+def test_redraws_are_the_models_anime_drawings_shown_as_its_portraits(tiny_pipeline):
+    from train.evaluation.probe import anime_redraws, probe_two_sample
+    from twingan.layers import resize_square
+
+    anime, vocab, model = _textures(3, seed=6), tiny_pipeline.vocab, tiny_pipeline.model
+    tags = torch.tensor([vocab.encode(hair="pink", eye="blue")] * 3).float()
+    tags[2] = float("nan")  # an untagged face: no colours asked
+
+    def shown(images, asked):  # the portraits' display path: model, upscaler to 256 px, back to 128 px
+        raw = model.translate(resize_square(images, 32), "anime", "anime", asked)
+        return resize_square(tiny_pipeline.super_resolve(raw), 128).clamp(0, 1)
+
+    drawn = anime_redraws(tiny_pipeline, anime, tags, chunk=2)
+    assert drawn.shape == (3, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.allclose(drawn[:2], shown(anime[:2], tags[:2]), atol=1e-5)
+        assert torch.allclose(drawn[2:], shown(anime[2:], torch.zeros(1, vocab.dim)), atol=1e-5)
+    r = probe_two_sample(_textures(10, seed=4), _textures(12, seed=5), ["as shown"], steps=3, seeds=2)["as shown"]
+    assert len(r["seed_accuracies"]) == 2 and r["accuracy"] == pytest.approx(sum(r["seed_accuracies"]) / 2)
+
+
 def test_probe_command_says_what_is_missing(tmp_path, capsys):
     from train.evaluation.probe import main
 

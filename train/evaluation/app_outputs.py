@@ -123,7 +123,7 @@ def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor
             test = classifier_two_sample_test(images, reference[:n], steps=two_sample_steps, seed=seed,
                                               resolution=APP_SIZE)
             if not suffix and two_sample_seeds > 1:
-                test = _mean_over_seeds(test, [classifier_two_sample_test(
+                test = mean_over_seeds(test, [classifier_two_sample_test(
                     images, reference[:n], steps=two_sample_steps, seed=seed + k, resolution=APP_SIZE)
                     for k in range(1, two_sample_seeds)])
             out.update({f"app_two_sample{suffix}_{k}": v for k, v in test.items()})
@@ -131,7 +131,7 @@ def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor
     return out, shown
 
 
-def _mean_over_seeds(first: dict, others: list[dict]) -> dict:
+def mean_over_seeds(first: dict, others: list[dict]) -> dict:
     """One two-sample result (`classifier_two_sample_test`'s dict) from runs with other seeds: the
     mean accuracies and standard error, each run's accuracy under `seed_accuracies`."""
     runs = [first, *others]
