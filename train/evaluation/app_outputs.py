@@ -88,7 +88,7 @@ def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor
     mostly dark, against the bright hair of real anime), how much the drawing.
     """
     from train.helpers.hair_report import small_face  # down to a side (antialiased), back up bicubic
-    from twingan.metrics import classifier_two_sample_test, sharpness_ratio
+    from twingan.metrics import sharpness_ratio
 
     if len(anime) < 4 or anime.shape[-1] != APP_SIZE:
         raise ValueError(f"need >= 4 real anime faces at {APP_SIZE} px, got {tuple(anime.shape)}")
@@ -120,23 +120,23 @@ def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor
                 asked = app_portraits(pipeline, selfie_files, all_faces=False, colours=anime_colours)["anime"][:n]
                 tests += [("_anime_colours", asked)] if len(asked) >= 4 else []
         for suffix, images in tests:
-            test = classifier_two_sample_test(images, reference[:n], steps=two_sample_steps, seed=seed,
-                                              resolution=APP_SIZE)
-            if not suffix and two_sample_seeds > 1:
-                test = mean_over_seeds(test, [classifier_two_sample_test(
-                    images, reference[:n], steps=two_sample_steps, seed=seed + k, resolution=APP_SIZE)
-                    for k in range(1, two_sample_seeds)])
+            test = seeded_two_sample(images, reference[:n], two_sample_steps, seed, 1 if suffix else two_sample_seeds)
             out.update({f"app_two_sample{suffix}_{k}": v for k, v in test.items()})
         out["app_two_sample_seconds"] = time.time() - t0
     return out, shown
 
 
-def mean_over_seeds(first: dict, others: list[dict]) -> dict:
-    """One two-sample result (`classifier_two_sample_test`'s dict) from runs with other seeds: the
-    mean accuracies and standard error, each run's accuracy under `seed_accuracies`."""
-    runs = [first, *others]
+def seeded_two_sample(a: torch.Tensor, b: torch.Tensor, steps: int, seed: int = 0, seeds: int = 1) -> dict:
+    """`classifier_two_sample_test` of `a` against `b` at APP_SIZE, run `seeds` times (seeds `seed`,
+    `seed` + 1, ...): one run's dict, or the first run's with the mean accuracies and standard error,
+    each run's accuracy under `seed_accuracies`."""
+    from twingan.metrics import classifier_two_sample_test
+
+    runs = [classifier_two_sample_test(a, b, steps=steps, seed=seed + k, resolution=APP_SIZE) for k in range(max(1, seeds))]
+    if len(runs) == 1:
+        return runs[0]
     mean = {k: sum(r[k] for r in runs) / len(runs) for k in ("accuracy", "accuracy_a", "accuracy_b", "stderr")}
-    return {**first, **mean, "seed_accuracies": [r["accuracy"] for r in runs]}
+    return {**runs[0], **mean, "seed_accuracies": [r["accuracy"] for r in runs]}
 
 
 def _name(photo, i: int) -> str:

@@ -63,8 +63,8 @@ def evaluate_checkpoint(checkpoint, data=None, judge=EVAL_TAGGER, featnet=FEATNE
     and `app_two_sample_seeds` as `evaluate_app`'s `calibrate` and `two_sample_seeds`. `reverse`
     (None: when the checkpoint was trained so) also measures anime -> human (`evaluate_reverse`).
     Writes the JSON to `out`, the comparison grid to `grid` (default: next to `out`) and the photos'
-    portraits beside the grid (`..._photos.png`) when `out` is given. Raises CheckpointError for a bad checkpoint, ValueError
-    for the training tagger as judge, FileNotFoundError for a missing data folder.
+    portraits beside the grid (`..._photos.png`) when `out` is given. Raises CheckpointError for a bad
+    checkpoint, ValueError for the training tagger as judge, FileNotFoundError for a missing data folder.
     """
     from twingan.checkpoint import load_pretrained, trained_both_ways
     from twingan.featnet import FeatureNet

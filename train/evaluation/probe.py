@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from train.evaluation.app_outputs import APP_SIZE, app_portraits, mean_over_seeds, reference_halves
+from train.evaluation.app_outputs import APP_SIZE, app_portraits, reference_halves, seeded_two_sample
 from train.evaluation.model_outputs import TWO_SAMPLE_STEPS
 
 PROBES = ("as shown", "64 px", "32 px", "16 px", "greyscale", "shuffled pixels")
@@ -58,15 +58,10 @@ def probe_two_sample(portraits: torch.Tensor, reference: torch.Tensor, probes=PR
     """{probe: the two-sample test's result dict} for `portraits` against `reference` (as many of each
     as the smaller set has), both transformed by each probe; with `seeds` > 1 the mean of that many
     runs (seeds `seed`, `seed` + 1, ...; each run's accuracy under `seed_accuracies`)."""
-    from twingan.metrics import classifier_two_sample_test
-
     n = min(len(portraits), len(reference))
-    out = {}
-    for name in probes:
-        a, b = probe_transform(name, portraits[:n], seed), probe_transform(name, reference[:n], seed)
-        runs = [classifier_two_sample_test(a, b, steps=steps, seed=seed + k, resolution=APP_SIZE) for k in range(seeds)]
-        out[name] = mean_over_seeds(runs[0], runs[1:]) if seeds > 1 else runs[0]
-    return out
+    return {name: seeded_two_sample(probe_transform(name, portraits[:n], seed), probe_transform(name, reference[:n], seed),
+                                    steps, seed, seeds)
+            for name in probes}
 
 
 @torch.no_grad()
