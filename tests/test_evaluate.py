@@ -414,7 +414,7 @@ def test_app_portraits_are_one_per_face_the_app_finds(tiny_pipeline, photos):
 
 def test_evaluate_app_counts_faces_and_calibrates_on_stand_ins(tiny_pipeline, photos, tmp_path):
     from train.evaluation.app_outputs import evaluate_app, photos_figure
-    from train.evaluation.gates import GATES, passes
+    from train.evaluation.gates import GATES, _app_rows, passes
 
     anime = _textures(24, seed=2)
     m, shown = evaluate_app(tiny_pipeline, photos, photos[:2], anime, two_sample_steps=3)
@@ -427,16 +427,30 @@ def test_evaluate_app_counts_faces_and_calibrates_on_stand_ins(tiny_pipeline, ph
     assert "app_two_sample_accuracy" in GATES and "eye_accuracy_confirmed" not in GATES  # eyes are reported only
     # Five copies of each photo: enough portraits for the three two-sample tests, each with as many per side.
     # With colour pairs to ask for, a fourth test scores the portraits asked for them.
+    # With the reference's data sets named, a fifth tells the first two apart (as many per side as the portraits).
     m, _ = evaluate_app(tiny_pipeline, photos[:2] * 5, [], anime, two_sample_steps=3,
-                        anime_colours=[("red", "blue"), ("blonde", "green")] * 5)
-    for prefix in ("app_two_sample", "app_two_sample_real", "app_two_sample_real_64px", "app_two_sample_anime_colours"):
+                        anime_colours=[("red", "blue"), ("blonde", "green")] * 5, anime_sets={"one": 14, "two": 10})
+    for prefix in ("app_two_sample", "app_two_sample_real", "app_two_sample_real_64px", "app_two_sample_anime_colours",
+                   "app_two_sample_anime_sets"):
         assert m[f"{prefix}_n_train"] == (5, 5) and m[f"{prefix}_n_test"] == (5, 5), prefix
         assert m[f"{prefix}_steps"] == 3 and m[f"{prefix}_resolution"] == 128 and 0 < m[f"{prefix}_stderr"] < 0.5
+    assert m["app_two_sample_anime_sets"] == ["one", "two"]
+    assert "real anime of one data set vs another (one vs two, 5 + 5 held out)" in "\n".join(_app_rows(m))
     assert m["app_photos_faces"] == 0 and m["app_sharpness_ratio_photos"] != m["app_sharpness_ratio_photos"]
     figure = photos_figure(shown["faces"], tmp_path / "eval_photos.png")
     from PIL import Image
 
     assert Image.open(figure).size == (6 * 256 + 7 * 4, 256 + 2 * 4)  # 3 crops and 3 portraits at display size
+
+
+def test_split_sets_takes_each_data_set_apart_and_refuses_sizes_that_do_not_add_up():
+    from train.evaluation.app_outputs import split_sets
+
+    anime = torch.arange(7.0)[:, None, None, None].expand(7, 3, 2, 2)
+    sets = split_sets(anime, {"a": 3, "b": 4}, seed=1)
+    assert sorted(sets["a"][:, 0, 0, 0].tolist()) == [0, 1, 2] and sorted(sets["b"][:, 0, 0, 0].tolist()) == [3, 4, 5, 6]
+    with pytest.raises(ValueError, match="do not add up to the 7 faces"):
+        split_sets(anime, {"a": 3, "b": 3})
 
 
 def test_the_gated_two_sample_test_is_the_mean_of_its_seeded_runs(tiny_pipeline, photos):
@@ -447,7 +461,8 @@ def test_the_gated_two_sample_test_is_the_mean_of_its_seeded_runs(tiny_pipeline,
 
     anime = _textures(24, seed=2)
     m, _ = evaluate_app(tiny_pipeline, photos[:2] * 5, [], anime, two_sample_steps=3, calibrate=False,
-                        two_sample_seeds=3)
+                        two_sample_seeds=3, anime_sets={"one": 14, "two": 10})
+    assert "app_two_sample_anime_sets_accuracy" not in m  # a calibration: not run without them
     runs = m["app_two_sample_seed_accuracies"]
     assert len(runs) == 3 and m["app_two_sample_accuracy"] == pytest.approx(sum(runs) / 3)
     one, _ = evaluate_app(tiny_pipeline, photos[:2] * 5, [], anime, two_sample_steps=3, calibrate=False)
@@ -458,6 +473,11 @@ def test_the_gated_two_sample_test_is_the_mean_of_its_seeded_runs(tiny_pipeline,
     assert again["accuracy"] == pytest.approx(runs[2])
     row = next(line for line in _app_rows(m) if line.startswith("| two-sample test"))
     assert "mean of 3 runs with their own seeds" in row
+    # The real anime data sets against each other run as often as the gated test, when calibrating.
+    m, _ = evaluate_app(tiny_pipeline, photos[:2] * 5, [], anime, two_sample_steps=3, two_sample_seeds=2,
+                        anime_sets={"one": 14, "two": 10})
+    assert len(m["app_two_sample_anime_sets_seed_accuracies"]) == 2
+    assert "mean of 2 runs with their own seeds" in next(line for line in _app_rows(m) if "one vs two" in line)
 
 
 def test_help_documents_the_app_metrics(capsys):

@@ -69,7 +69,8 @@ def reference_halves(anime: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, 
 
 def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor, seed: int = 0,
                  two_sample_steps: int = TWO_SAMPLE_STEPS, calibrate: bool = True,
-                 anime_colours: list[tuple[str, str]] | None = None, two_sample_seeds: int = 1) -> tuple[dict, dict]:
+                 anime_colours: list[tuple[str, str]] | None = None, two_sample_seeds: int = 1,
+                 anime_sets: dict[str, int] | None = None) -> tuple[dict, dict]:
     """Metrics of the app's portraits (`app_portraits`) of the test selfies (`selfie_files`) and of the
     real `photos`, against the real anime test faces `anime` (N, 3, APP_SIZE, APP_SIZE), and the
     portraits of the photos (for `photos_figure`).
@@ -85,7 +86,10 @@ def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor
     With `anime_colours` ((hair, eye) names, one per test selfie, drawn from real anime tags) and
     `calibrate`, one more test (`app_two_sample_anime_colours_*`) scores portraits asked for those
     colours: how much of the gap is the colours the app's defaults pick (the person's own hair,
-    mostly dark, against the bright hair of real anime), how much the drawing.
+    mostly dark, against the bright hair of real anime), how much the drawing. With `anime_sets`
+    (the number of faces of each real anime data set in `anime`, in order) and `calibrate`, one more
+    (`app_two_sample_anime_sets_*`, as many runs as the gated test) tells the first two sets apart: how
+    far the test reads two real anime data sets from each other.
     """
     from train.helpers.hair_report import small_face  # down to a side (antialiased), back up bicubic
     from twingan.metrics import sharpness_ratio
@@ -122,8 +126,27 @@ def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor
         for suffix, images in tests:
             test = seeded_two_sample(images, reference[:n], two_sample_steps, seed, 1 if suffix else two_sample_seeds)
             out.update({f"app_two_sample{suffix}_{k}": v for k, v in test.items()})
+        sets = list(split_sets(anime, anime_sets, seed).items())[:2] if calibrate and anime_sets else []
+        if len(sets) == 2 and min(len(images) for _, images in sets) >= 4:
+            (name_a, a), (name_b, b) = sets
+            n_sets = min(len(a), len(b), n)
+            test = seeded_two_sample(a[:n_sets], b[:n_sets], two_sample_steps, seed, two_sample_seeds)
+            out.update({f"app_two_sample_anime_sets_{k}": v for k, v in test.items()}, app_two_sample_anime_sets=[name_a, name_b])
         out["app_two_sample_seconds"] = time.time() - t0
     return out, shown
+
+
+def split_sets(anime: torch.Tensor, sizes: dict[str, int], seed: int = 0) -> dict[str, torch.Tensor]:
+    """The faces of each data set in `anime` (`sizes`: how many of each, in order), each set in a
+    seeded random order."""
+    if sum(sizes.values()) != len(anime):
+        raise ValueError(f"the sets' sizes {sizes} do not add up to the {len(anime)} faces")
+    g = torch.Generator().manual_seed(seed)
+    out, start = {}, 0
+    for name, size in sizes.items():
+        out[name] = anime[start:start + size][torch.randperm(size, generator=g)]
+        start += size
+    return out
 
 
 def seeded_two_sample(a: torch.Tensor, b: torch.Tensor, steps: int, seed: int = 0, seeds: int = 1) -> dict:

@@ -94,7 +94,7 @@ def evaluate_checkpoint(checkpoint, data=None, judge=EVAL_TAGGER, featnet=FEATNE
                                             seed, app_two_sample_steps, app_two_sample_calibration,
                                             anime_colour_pairs(sets["anime_tags"], len(sets["selfie_files"]),
                                                                model.config.vocab, seed),
-                                            app_two_sample_seeds)
+                                            app_two_sample_seeds, sets["anime_app_sets"])
     # The pipeline's notes say which of its helpers were off (the evaluation's own choice: no anime tagger).
     metrics.update(app_metrics, app_photo_dirs=[str(d) for d in photo_dirs], app_pipeline_notes=pipeline.notes,
                    app_hair_classifier=None if pipeline.hair_classifier is None else str(hair_classifier))

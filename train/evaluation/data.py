@@ -14,13 +14,14 @@ from twingan.vocab import TagVocab
 
 def load_test_sets(data: Path, resolution: int, vocab: TagVocab, limit: int = 0, app_size: int = 0) -> dict:
     """Test selfies (testA, and their paths as `selfie_files`), real anime test faces (testB +
-    anime_tags test) with their tags; with `app_size`, the same real anime at that size too (`anime_app`)."""
+    anime_tags test) with their tags; with `app_size`, the same real anime at that size too
+    (`anime_app`, and `anime_app_sets`: how many faces of each data set it holds, in order)."""
     from train.tags_data import read_tags_csv
 
     folder = data / "selfie2anime" / "testA"
     files = list_images(folder)[: limit or None]
     selfies, kept, _ = decode_images(folder, files, resolution)
-    parts, tags, app_parts = [], [], []
+    parts, tags, app_parts, app_sets = [], [], [], {}
     folder = data / "selfie2anime" / "testB"
     if folder.is_dir():
         files_b = list_images(folder)[: limit or None]
@@ -29,6 +30,7 @@ def load_test_sets(data: Path, resolution: int, vocab: TagVocab, limit: int = 0,
         tags.append(torch.full((len(imgs), vocab.dim), float("nan")))  # untagged
         if app_size:
             app_parts.append(decode_images(folder, files_b, app_size)[0])
+            app_sets["selfie2anime/testB"] = len(app_parts[-1])
     sets = {"selfies": selfies.float() / 255, "selfie_files": [data / "selfie2anime" / "testA" / files[i] for i in kept]}
     csv_path = data / "anime_tags" / "tags.csv"
     if csv_path.is_file():
@@ -43,10 +45,11 @@ def load_test_sets(data: Path, resolution: int, vocab: TagVocab, limit: int = 0,
         tags.append(sets["tagged_tags"][:n])
         if app_size:
             app_parts.append(decode_images(data / "anime_tags" / "images", [files[i] for i in kept[:n]], app_size)[0])
+            app_sets["anime_tags test"] = len(app_parts[-1])
     if not parts:
         raise FileNotFoundError(f"no anime test images under {data} (selfie2anime/testB or anime_tags)")
     if app_size:
-        sets["anime_app"] = torch.cat(app_parts).float() / 255
+        sets["anime_app"], sets["anime_app_sets"] = torch.cat(app_parts).float() / 255, app_sets
     return {**sets, "anime": torch.cat(parts).float() / 255, "anime_tags": torch.cat(tags)}
 
 

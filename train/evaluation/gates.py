@@ -35,9 +35,9 @@ def _two_sample(m: dict, prefix: str) -> str:
     return f"{100 * m[f'{prefix}_accuracy']:.1f}% +- {100 * m[f'{prefix}_stderr']:.1f}"
 
 
-def _seeds(m: dict) -> str:
-    """", mean of k runs with their own seeds (a%, b%, ...)" when the gated test ran more than once."""
-    runs = m.get("app_two_sample_seed_accuracies", [])
+def _seeds(m: dict, prefix: str = "app_two_sample") -> str:
+    """", mean of k runs with their own seeds (a%, b%, ...)" when the test under `prefix` ran more than once."""
+    runs = m.get(f"{prefix}_seed_accuracies", [])
     if len(runs) < 2:
         return ""
     return f", mean of {len(runs)} runs with their own seeds ({', '.join(f'{100 * r:.1f}%' for r in runs)})"
@@ -85,6 +85,11 @@ def _app_rows(m: dict) -> list[str]:
         if "app_two_sample_anime_colours_accuracy" in m:
             lines.append("| the same test on the app's portraits asked for hair and eye colours drawn from real anime "
                          f"tags (not its defaults) | {_two_sample(m, 'app_two_sample_anime_colours')} |")
+        if "app_two_sample_anime_sets_accuracy" in m:
+            a, b = m["app_two_sample_anime_sets"]
+            lines.append(f"| the same test on real anime of one data set vs another ({a} vs {b}, "
+                         f"{m['app_two_sample_anime_sets_n_test'][0]} + {m['app_two_sample_anime_sets_n_test'][1]} held out"
+                         f"{_seeds(m, 'app_two_sample_anime_sets')}) | {_two_sample(m, 'app_two_sample_anime_sets')} |")
     elif "app_two_sample_skipped" in m:
         lines.append(f"| two-sample test at {APP_SIZE} px ({_gate(m, 'app_two_sample_accuracy')}) "
                      f"| not run: {m['app_two_sample_skipped']} |")
