@@ -23,7 +23,9 @@ found in the real photos (`--photos`; default: examples/ and the data's photos/)
   test sees the blur of a 64 px portrait), and on the portraits of the same selfies asked for a
   hair and eye colour pair drawn from the real anime test tags instead of the app's defaults (how
   much of the gap is the colours: the person's own hair is mostly dark, real anime hair mostly
-  bright). Sample sizes, steps and standard errors are reported.
+  bright), and, as many times as the gated test, on the reference's two real anime data sets
+  against each other (selfie2anime testB against anime_tags test: how far apart the test reads two
+  real anime sets). Sample sizes, steps and standard errors are reported.
 - `eval_photos.png` (beside the grid, GRID_photos.png): each real photo's face crop and its portrait
   as the app returns them, at display size (256 px).
 
