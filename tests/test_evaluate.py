@@ -430,17 +430,37 @@ def test_evaluate_app_counts_faces_and_calibrates_on_stand_ins(tiny_pipeline, ph
     # With the reference's data sets named, a fifth tells the first two apart (as many per side as the portraits).
     m, _ = evaluate_app(tiny_pipeline, photos[:2] * 5, [], anime, two_sample_steps=3,
                         anime_colours=[("red", "blue"), ("blonde", "green")] * 5, anime_sets={"one": 14, "two": 10})
-    for prefix in ("app_two_sample", "app_two_sample_real", "app_two_sample_real_64px", "app_two_sample_anime_colours",
-                   "app_two_sample_anime_sets"):
+    for prefix in ("app_two_sample", "app_two_sample_real", "app_two_sample_real_64px", "app_two_sample_real_64px_upscaler",
+                   "app_two_sample_anime_colours", "app_two_sample_anime_sets"):
         assert m[f"{prefix}_n_train"] == (5, 5) and m[f"{prefix}_n_test"] == (5, 5), prefix
         assert m[f"{prefix}_steps"] == 3 and m[f"{prefix}_resolution"] == 128 and 0 < m[f"{prefix}_stderr"] < 0.5
     assert m["app_two_sample_anime_sets"] == ["one", "two"]
     assert "real anime of one data set vs another (one vs two, 5 + 5 held out)" in "\n".join(_app_rows(m))
+    assert "real anime taken to 64 px and back up through the anime upscaler" in "\n".join(_app_rows(m))
     assert m["app_photos_faces"] == 0 and m["app_sharpness_ratio_photos"] != m["app_sharpness_ratio_photos"]
     figure = photos_figure(shown["faces"], tmp_path / "eval_photos.png")
     from PIL import Image
 
     assert Image.open(figure).size == (6 * 256 + 7 * 4, 256 + 2 * 4)  # 3 crops and 3 portraits at display size
+
+
+def test_through_upscaler_shows_real_anime_as_the_app_shows_portraits(tiny_pipeline, photos):
+    """Real anime at 64 px brought up by the app's upscaler: sharper than the bicubic calibration, the
+    size the portraits are measured at; without an upscaler the calibration is not run."""
+    from train.evaluation.app_outputs import evaluate_app, through_upscaler
+    from train.helpers.hair_report import small_face
+    from twingan.metrics import high_band_magnitude
+    from twingan.pipeline import TranslationPipeline
+
+    # Drawn stand-ins: flat colour areas with hard edges, which the upscaler restores and bicubic blurs.
+    flat = torch.rand(6, 3, 6, 6, generator=torch.Generator().manual_seed(3))
+    anime = torch.nn.functional.interpolate(flat, size=128, mode="nearest")
+    shown = through_upscaler(tiny_pipeline, anime, 64)
+    assert shown.shape == (6, 3, 128, 128) and 0 <= shown.min() and shown.max() <= 1
+    assert high_band_magnitude(shown, 128).mean() > 1.4 * high_band_magnitude(small_face(anime, 64), 128).mean()
+    plain = TranslationPipeline.load(tiny_pipeline.checkpoint, device="cpu", tagger=None, hair_classifier=None, upscaler=None)
+    m, _ = evaluate_app(plain, photos[:2] * 5, [], _textures(24, seed=2), two_sample_steps=3)
+    assert "app_two_sample_real_64px_accuracy" in m and "app_two_sample_real_64px_upscaler_accuracy" not in m
 
 
 def test_split_sets_takes_each_data_set_apart_and_refuses_sizes_that_do_not_add_up():

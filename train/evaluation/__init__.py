@@ -19,8 +19,10 @@ found in the real photos (`--photos`; default: examples/ and the data's photos/)
   selfies against as many real anime faces at 128 px, run five times with their own seeds (which
   halves train the CNN, its start) and gated on the mean, as one run moves by several points from
   seed to seed (`--app-two-sample-seeds`); beside it, the same test on real anime against
-  real anime (about 50%) and on real anime taken to 64 px and back against real anime (how well the
-  test sees the blur of a 64 px portrait), and on the portraits of the same selfies asked for a
+  real anime (about 50%), on real anime taken to 64 px and back against real anime (how well the
+  test sees the blur of a 64 px portrait), on real anime taken to 64 px and back up through the
+  anime upscaler as the app shows portraits (what it would read of a translator that drew real anime
+  at 64 px), and on the portraits of the same selfies asked for a
   hair and eye colour pair drawn from the real anime test tags instead of the app's defaults (how
   much of the gap is the colours: the person's own hair is mostly dark, real anime hair mostly
   bright), and, as many times as the gated test, on the reference's two real anime data sets

@@ -82,6 +82,9 @@ def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor
     test runs `two_sample_seeds` times (seeds `seed`, `seed` + 1, ...: other halves to train on, another
     CNN) on the same portraits and reports the mean (its standard error: the mean of the runs'), as
     one run's figure moves by several times its standard error from seed to seed.
+    With the pipeline's anime upscaler, one more calibration (`app_two_sample_real_64px_upscaler_*`)
+    takes that half to 64 px and back up through the upscaler as the app shows portraits (`through_upscaler`):
+    what the test would read of a translator that drew real anime at 64 px.
     `calibrate=False` runs only the gated two-sample test (its calibrations cost twice as much again).
     With `anime_colours` ((hair, eye) names, one per test selfie, drawn from real anime tags) and
     `calibrate`, one more test (`app_two_sample_anime_colours_*`) scores portraits asked for those
@@ -120,6 +123,8 @@ def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor
         tests = [("", selfies["anime"][:n])]
         if calibrate:
             tests += [("_real", other[:n]), (f"_real_{TWO_SAMPLE_BLUR}px", small_face(other[:n], TWO_SAMPLE_BLUR))]
+            if pipeline.upscaler is not None:
+                tests += [(f"_real_{TWO_SAMPLE_BLUR}px_upscaler", through_upscaler(pipeline, other[:n], TWO_SAMPLE_BLUR))]
             if anime_colours is not None:
                 asked = app_portraits(pipeline, selfie_files, all_faces=False, colours=anime_colours)["anime"][:n]
                 tests += [("_anime_colours", asked)] if len(asked) >= 4 else []
@@ -134,6 +139,17 @@ def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor
             out.update({f"app_two_sample_anime_sets_{k}": v for k, v in test.items()}, app_two_sample_anime_sets=[name_a, name_b])
         out["app_two_sample_seconds"] = time.time() - t0
     return out, shown
+
+
+def through_upscaler(pipeline, anime: torch.Tensor, side: int) -> torch.Tensor:
+    """`anime` (N, 3, H, W) in [0, 1] taken down to `side` px (antialiased), then to display size by the
+    pipeline's anime upscaler (`TranslationPipeline.super_resolve`, as the portraits) and to APP_SIZE
+    (antialiased, as `app_portraits` takes them); (N, 3, APP_SIZE, APP_SIZE) on the CPU."""
+    from twingan.layers import resize_square
+
+    shown = [pipeline.super_resolve(resize_square(batch, side).to(pipeline.device, pipeline.dtype)).float().cpu()
+             for batch in anime.split(64)]
+    return resize_square(torch.cat(shown), APP_SIZE).clamp(0, 1)
 
 
 def split_sets(anime: torch.Tensor, sizes: dict[str, int], seed: int = 0) -> dict[str, torch.Tensor]:

@@ -82,6 +82,10 @@ def _app_rows(m: dict) -> list[str]:
             lines.append(f"| the same test on real anime vs real anime / on real anime taken to {TWO_SAMPLE_BLUR} px and back "
                          f"vs real anime | {_two_sample(m, 'app_two_sample_real')} / "
                          f"{_two_sample(m, f'app_two_sample_real_{TWO_SAMPLE_BLUR}px')} |")
+        if f"app_two_sample_real_{TWO_SAMPLE_BLUR}px_upscaler_accuracy" in m:
+            lines.append(f"| the same test on real anime taken to {TWO_SAMPLE_BLUR} px and back up through the anime "
+                         f"upscaler, as the app shows portraits, vs real anime "
+                         f"| {_two_sample(m, f'app_two_sample_real_{TWO_SAMPLE_BLUR}px_upscaler')} |")
         if "app_two_sample_anime_colours_accuracy" in m:
             lines.append("| the same test on the app's portraits asked for hair and eye colours drawn from real anime "
                          f"tags (not its defaults) | {_two_sample(m, 'app_two_sample_anime_colours')} |")
