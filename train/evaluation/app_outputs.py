@@ -83,8 +83,8 @@ def evaluate_app(pipeline, selfie_files: list, photos: list, anime: torch.Tensor
     CNN) on the same portraits and reports the mean (its standard error: the mean of the runs'), as
     one run's figure moves by several times its standard error from seed to seed.
     With the pipeline's anime upscaler, one more calibration (`app_two_sample_real_64px_upscaler_*`)
-    takes that half to 64 px and back up through the upscaler as the app shows portraits (`through_upscaler`):
-    what the test would read of a translator that drew real anime at 64 px.
+    takes the other half of the real anime to 64 px and back up through the upscaler as the app shows
+    portraits (`through_upscaler`): what the test would read of a translator that drew real anime at 64 px.
     `calibrate=False` runs only the gated two-sample test (its calibrations cost twice as much again).
     With `anime_colours` ((hair, eye) names, one per test selfie, drawn from real anime tags) and
     `calibrate`, one more test (`app_two_sample_anime_colours_*`) scores portraits asked for those
