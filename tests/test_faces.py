@@ -15,6 +15,7 @@ from samples import STORE_FOR_ORIENTATION, encode, oriented_jpeg, png_header
 from twingan.faces import (
     CELEBA_MARGINS,
     ORIGINAL_MARGINS,
+    OUTSIDE_GREY,
     PORTRAIT_MARGINS,
     TRAIN_A_MARGINS,
     FaceCropper,
@@ -262,9 +263,22 @@ def test_crop_face_whole_image_and_padding():
     out = crop_face(image, (0, 0, 200, 200), 64)
     assert out.size == (64, 64)
     assert out.getpixel((5, 32))[0] > 250 and out.getpixel((58, 32))[2] > 250
-    # A box reaching far right of the photo repeats the last (blue) column there.
-    out = crop_face(image, (100, 0, 400, 300), 64)
+    # A box reaching far right of the photo repeats the last (blue) column there...
+    out = crop_face(image, (100, 0, 400, 300), 64, fade_outside=False)
     assert out.getpixel((60, 60)) == (0, 0, 255)
+    # ...or fades from it to the light grey, unchanged inside the photo.
+    faded = crop_face(image, (100, 0, 400, 300), 64)
+    assert faded.getpixel((60, 60)) == (OUTSIDE_GREY,) * 3
+    assert faded.getpixel((10, 30)) == out.getpixel((10, 30))
+    edge = [faded.getpixel((x, 30)) for x in range(22, 32)]  # just past the photo's edge at x = 21.3
+    assert edge[0][2] > 200 and edge[-1][0] > 100 and edge[-1][2] < 250  # blue, turning grey
+
+
+def test_crop_face_fades_where_a_rotated_crop_leaves_the_photo():
+    image = Image.new("RGB", (100, 100), (0, 0, 0))
+    out = np.asarray(crop_face(image, (-50, -50, 150, 150), 64, angle=45.0))
+    assert (out[32, 32] == 0).all()  # the photo's centre
+    assert (out[0, 0] == OUTSIDE_GREY).all() and (out[0, 32] == OUTSIDE_GREY).all()
 
 
 def test_crop_face_rotation():

@@ -699,6 +699,26 @@ def test_before_after_shows_both_checkpoints_as_the_app_does(tmp_path):
     assert np.array_equal(now, now_again) and np.abs(resized - now).mean() > 1
 
 
+def test_tight_uploads_figure_fades_only_past_the_uploads_edges(tmp_path):
+    """The astronaut cut to a tight selfie's framing: the app's crop reaches past the cut, so the
+    edge-repeated and the faded crop differ there (the faded one light grey at its corners) and agree
+    in the middle; the two portraits differ."""
+    import numpy as np
+    from PIL import Image
+
+    from train.evaluation.figures import LABEL, main
+    from twingan.faces import OUTSIDE_GREY
+
+    out = tmp_path / "tight.png"
+    assert main(["--tight", "--photos", str(REPO / "examples" / "astronaut.png"), "--out", str(out)]) == 0
+    sheet = np.asarray(Image.open(out), dtype=np.int16)[LABEL:]
+    assert sheet.shape[:2] == (256, 5 * 256)  # upload, crop before, before, crop now, now
+    edge, before, faded, now = (sheet[:, k * 256:(k + 1) * 256] for k in (1, 2, 3, 4))
+    assert np.abs(faded[2, 2] - OUTSIDE_GREY).max() <= 2 and np.abs(edge[2, 2] - OUTSIDE_GREY).max() > 10
+    assert np.abs(edge[96:160, 96:160] - faded[96:160, 96:160]).max() <= 2
+    assert np.abs(before - now).mean() > 2
+
+
 def test_grow_loads_a_smaller_run_and_starts_the_new_stage_where_it_left_off(data_root, tmp_path):
     from train.growing import grow_schedule
 

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 # IMAGE_SUFFIXES, ImageError and load_image stay importable from here (training imports them so).
 from twingan.images import (  # noqa: F401
@@ -119,12 +119,21 @@ def crop_box(
     return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2), angle
 
 
+# Where a crop reaches past the photo (a tight selfie framed with the whole head), repeated edge
+# pixels make streaks that the translator draws as smudges over the hair and background. So the
+# model's crops fade there from the blurred edge to a light grey, like the plain light backgrounds
+# of many anime faces, over this share of the crop's side.
+OUTSIDE_FADE = 0.12
+OUTSIDE_GREY = 235
+
+
 def crop_face(
-    image: Image.Image, box, resolution: int, angle: float = 0.0
+    image: Image.Image, box, resolution: int, angle: float = 0.0, fade_outside: bool = True
 ) -> Image.Image:
     """Cut the square `box` (rotated by `angle` degrees about its centre) out of an RGB image and
     resize it to resolution x resolution. Parts outside the image repeat the edge pixels (a
-    reflection could put a mirrored half face into the crop)."""
+    reflection could put a mirrored half face into the crop); with `fade_outside` they then fade to
+    a light grey (OUTSIDE_FADE)."""
     x0, y0, x1, y1 = (float(v) for v in box)
     side = x1 - x0
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
@@ -152,8 +161,28 @@ def crop_face(
     oy = s * cy - Y0 - sin * supersample / 2 - cos * supersample / 2
     out = canvas.transform(
         (supersample, supersample), _AFFINE, (cos, -sin, ox, sin, cos, oy), resample=_BICUBIC
-    )
-    return out.reduce(2)
+    ).reduce(2)
+    if not fade_outside or not any(any(p) for p in pad[:2]):
+        return out
+    # Each output pixel's centre in photo pixels, and how far (in output pixels) it lies beyond the photo.
+    t = ((np.arange(resolution) + 0.5) / resolution - 0.5) * side  # offsets from the crop centre
+    u, v = t[None, :], t[:, None]  # (1, R) across, (R, 1) down
+    x, y = cx + cos * u - sin * v, cy + sin * u + cos * v  # (R, R)
+    beyond_x = np.maximum(np.maximum(-x, x - image.width), 0)
+    beyond_y = np.maximum(np.maximum(-y, y - image.height), 0)
+    return _fade_outside(out, np.hypot(beyond_x, beyond_y) * resolution / side)
+
+
+def _fade_outside(crop: Image.Image, distance: np.ndarray) -> Image.Image:
+    """`crop` where `distance` (output pixels beyond the photo) > 0: blurred within 2 px, then
+    blended to OUTSIDE_GREY over OUTSIDE_FADE of the side."""
+    pixels = np.asarray(crop, dtype=np.float32)  # (R, R, 3)
+    blurred = np.asarray(crop.filter(ImageFilter.GaussianBlur(crop.width / 24)), dtype=np.float32)
+    to_blur = np.clip(distance / 2, 0, 1)[..., None]
+    to_grey = np.clip(distance / (OUTSIDE_FADE * crop.width), 0, 1)[..., None]
+    pixels = pixels + (blurred - pixels) * to_blur
+    pixels = pixels + (OUTSIDE_GREY - pixels) * to_grey
+    return Image.fromarray(pixels.round().clip(0, 255).astype(np.uint8))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,8 +326,8 @@ class FaceCropper:
 
         for f in faces:
             f.image = crop_face(full, decoded(f.box), self.resolution, f.angle)
-            if f.context_box is not None:
-                f.context = crop_face(full, decoded(f.context_box), self.resolution, f.angle)
+            if f.context_box is not None:  # the hair classifier's frame stays edge-padded, as it was measured
+                f.context = crop_face(full, decoded(f.context_box), self.resolution, f.angle, fade_outside=False)
         return faces
 
 

@@ -354,7 +354,7 @@ class TranslationPipeline:
             face = crop_face(image, track.box, res, track.angle)
             context = None
             if track.context_box is not None and hair == KEEP:
-                context = crop_face(image, track.context_box, res, track.angle)
+                context = crop_face(image, track.context_box, res, track.angle, fade_outside=False)
             crop = FaceCrop(face, track.box, None, 0.0, None, track.angle, context, track.context_box)
             track = LiveTrack(track.box, track.angle, track.age + 1, track.context_box, track.eye_seed)
         result = self.translate_crops([crop], hair, hair_strength, eye, eye_strength, upscale=upscale,

@@ -101,7 +101,7 @@ class _FaceWork:
         probs = None
         if self.read_hair:
             res = self.pipeline.hair_classifier.config.resolution
-            context = crop_face(frame, d.context_box or d.box, res, d.angle)
+            context = crop_face(frame, d.context_box or d.box, res, d.angle, fade_outside=False)
             names, probs, unreliable = self.pipeline.read_hair(_to_tensor([context]))
             self.hair_notes.append((names[0], unreliable[0]))
         seed = face_seed(crop_face(frame, d.box, self.pipeline.model.config.resolution, d.angle))

@@ -6,11 +6,17 @@ that holds the eyes, enlarged, in every eye colour).
     python -m train.evaluation.figures --eyes --out docs/eyes.png
     python -m train.evaluation.figures --selfies ../shared/data/selfie2anime/testA --count 6 --out runs/figures/testA.png
     python -m train.evaluation.figures --compare OLD_CHECKPOINT --out docs/before_after.png
+    python -m train.evaluation.figures --tight --out docs/tight_uploads.png
 
 With --compare, each row is what the app shows at 256 px: the face crop, OLD_CHECKPOINT's portrait and
 the checkpoint's, both through the anime upscaler as the app shows them, and the checkpoint's in three
 asked-for hair colours. --before-resized shows OLD_CHECKPOINT's portrait with a plain resize instead,
 as the app showed it before it had the upscaler (docs/before_after.png of 2026-12-02).
+
+With --tight, each photo is first cut to its face's framing in the training selfies, as tightly
+cropped selfies come, so that the app's crop reaches past the upload's edges; each row shows that
+upload, then the crop and portrait with the part past the edges repeated from the edge pixels (the
+app before 2026-12-05, night) and faded to light grey (`twingan.faces.crop_face`, now).
 
 The default inputs are the public-domain example photos in examples/. A grid made from the
 shared data sets (third-party images) belongs in a run folder, never in git.
@@ -19,6 +25,7 @@ shared data sets (third-party images) belongs in a run folder, never in git.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -26,7 +33,8 @@ from PIL import Image, ImageDraw
 
 from train.config import REPO_ROOT
 from twingan.checkpoint import CheckpointError
-from twingan.faces import IMAGE_SUFFIXES, FaceCrop, ImageError, crop_face, load_image
+from twingan.controls import face_seed
+from twingan.faces import IMAGE_SUFFIXES, TRAIN_A_MARGINS, FaceCrop, ImageError, crop_box, crop_face, load_image
 from twingan.pipeline import DEFAULT_CHECKPOINT, KEEP, TranslationPipeline
 
 CELL, LABEL = 96, 16  # pixels per image and per caption line
@@ -84,6 +92,25 @@ def before_after(old: TranslationPipeline, new: TranslationPipeline, crops: list
     return grid(rows, captions, cell=256)
 
 
+def tight_uploads(pipeline: TranslationPipeline, photos: list[Path]) -> Image.Image:
+    """Rows of 256 px cells: a photo cut to its largest face's TRAIN_A_MARGINS frame | the app's crop
+    of that cut with its outside edge-repeated | that crop's portrait | the crop faded outside | its
+    portrait. Both portraits get the same "auto" eye colour."""
+    rows = []
+    for path in photos:
+        photo = load_image(path)
+        face = pipeline.detect(photo)[0]
+        frame, _ = crop_box(face.face_box, face.landmarks, TRAIN_A_MARGINS)
+        upload = photo.crop(tuple(round(v) for v in frame))
+        crop = pipeline.detect(upload)[0]
+        edge = crop_face(upload, crop.box, pipeline.cropper.resolution, crop.angle, fade_outside=False)
+        edged = dataclasses.replace(crop, image=edge)
+        seeds = [face_seed(crop.image)]
+        before, after = (pipeline.translate_crops([c], eye_seeds=seeds)[0].anime for c in (edged, crop))
+        rows.append([upload, edge, before, crop.image, after])
+    return grid(rows, ["upload", "crop before", "before", "crop now", "now"], cell=256)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
@@ -96,13 +123,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="before/after at display size: OLD_CHECKPOINT against --checkpoint, as the app shows them")
     parser.add_argument("--before-resized", action="store_true",
                         help="with --compare: OLD_CHECKPOINT's portraits with a plain resize, not the upscaler")
+    parser.add_argument("--tight", action="store_true",
+                        help="each photo cut to a tight selfie's framing; the crop's outside edge-repeated, then faded")
     parser.add_argument("--out", type=Path, default=None,
-                        help="default docs/results.png (docs/eyes.png with --eyes, docs/before_after.png with --compare)")
+                        help="default docs/results.png (docs/eyes.png with --eyes, docs/before_after.png with --compare,"
+                             " docs/tight_uploads.png with --tight)")
     args = parser.parse_args(argv)
-    name = "eyes.png" if args.eyes else "before_after.png" if args.compare else "results.png"
+    name = ("eyes.png" if args.eyes else "before_after.png" if args.compare else "tight_uploads.png" if args.tight
+            else "results.png")
     out = args.out or REPO_ROOT / "docs" / name
     try:
         pipeline = TranslationPipeline.load(args.checkpoint, device="cpu")
+        if args.tight:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tight_uploads(pipeline, args.photos).save(out)
+            print(f"wrote {out} ({len(args.photos)} uploads, crops edge-repeated and faded)")
+            return 0
         crops = input_crops(pipeline, args.photos, args.selfies, args.count)
         old = TranslationPipeline.load(args.compare, device="cpu") if args.compare else None
     except (CheckpointError, ImageError, OSError) as err:
