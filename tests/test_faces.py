@@ -276,7 +276,7 @@ def test_crop_face_whole_image_and_padding():
 
 def test_crop_face_fades_where_a_rotated_crop_leaves_the_photo():
     image = Image.new("RGB", (100, 100), (0, 0, 0))
-    out = np.asarray(crop_face(image, (-50, -50, 150, 150), 64, angle=45.0))
+    out = np.asarray(crop_face(image, (-150, -150, 250, 250), 64, angle=45.0))
     assert (out[32, 32] == 0).all()  # the photo's centre
     assert (out[0, 0] == OUTSIDE_GREY).all() and (out[0, 32] == OUTSIDE_GREY).all()
 

@@ -16,7 +16,7 @@ as the app showed it before it had the upscaler (docs/before_after.png of 2026-1
 With --tight, each photo is first cut to its face's framing in the training selfies, as tightly
 cropped selfies come, so that the app's crop reaches past the upload's edges; each row shows that
 upload, then the crop and portrait with the part past the edges repeated from the edge pixels (the
-app before 2026-12-05, night) and faded to light grey (`twingan.faces.crop_face`, now).
+app before 2026-12-05, night) and faded towards light grey (`twingan.faces.crop_face`, now).
 
 The default inputs are the public-domain example photos in examples/. A grid made from the
 shared data sets (third-party images) belongs in a run folder, never in git.
