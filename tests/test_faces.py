@@ -224,6 +224,24 @@ def test_context_crop_frames_the_hair_above_the_face(cropper):
     assert FaceCropper(64)._mtcnn is None and cropper(astronaut)[0].context is None  # off by default
 
 
+def test_a_tight_upload_fades_the_model_crop_but_not_the_hair_frame(cropper):
+    """The astronaut cut to a training selfie's framing is smaller than both frames: past its edges
+    the model's crop fades towards OUTSIDE_GREY, while the hair classifier's frame repeats the edge
+    pixels as it did when the classifier was measured."""
+    hair = FaceCropper(64, margins=PORTRAIT_MARGINS, context_margins=CELEBA_MARGINS)  # the app's frames
+    hair._mtcnn = cropper.mtcnn
+    photo = load_image(ROOT / "examples" / "astronaut.png")
+    (face,) = hair(photo)
+    photo = photo.crop(tuple(round(v) for v in crop_box(face.face_box, face.landmarks, TRAIN_A_MARGINS)[0]))
+    (face,) = hair(photo)
+    image = np.asarray(face.image, dtype=np.int16)
+    edged = np.asarray(crop_face(photo, face.box, 64, fade_outside=False), dtype=np.int16)
+    assert np.abs(image[:3] - OUTSIDE_GREY).mean() < 0.85 * np.abs(edged[:3] - OUTSIDE_GREY).mean()  # the top rows
+    assert np.array_equal(image[24:40, 24:40], edged[24:40, 24:40])
+    plain = crop_face(photo, face.context_box, 64, fade_outside=False)
+    assert np.array_equal(np.asarray(face.context), np.asarray(plain))
+
+
 # --- crop geometry --------------------------------------------------------------------------
 
 
