@@ -33,6 +33,8 @@ from twingan.pipeline import (
     DEFAULT_HAIR_CLASSIFIER,
     DEFAULT_TAGGER,
     KEEP,
+    PHOTO,
+    PLAIN,
     TranslationPipeline,
     default_cache_dir,
 )
@@ -146,6 +148,7 @@ class PhotoControls:
     paste: gr.Checkbox
     max_faces: gr.Slider
     upscale: gr.Checkbox
+    plain: gr.Checkbox
 
 
 def photo_controls(pipeline: TranslationPipeline) -> PhotoControls:
@@ -178,8 +181,11 @@ def photo_controls(pipeline: TranslationPipeline) -> PhotoControls:
         upscale = gr.Checkbox(True, label="Sharpen with the anime upscaler",
                               info=f"Off: the portrait is only resized to {pipeline.display_size} px",
                               visible=pipeline.upscaler is not None)
+        plain = gr.Checkbox(True, label="Plain background",
+                            info="Off: what is behind you is drawn too (busier, but closer to the photo when pasted back)",
+                            visible=pipeline.segmenter is not None)
     return PhotoControls(photo, button, hair, hair_strength, eye, eye_strength, reference, reference_info,
-                         paste, max_faces, upscale)
+                         paste, max_faces, upscale, plain)
 
 
 def translate_handlers(pipeline: TranslationPipeline):
@@ -187,12 +193,14 @@ def translate_handlers(pipeline: TranslationPipeline):
 
     # Every input but the photo has a default, so `client.predict(handle_file(p), api_name="/translate")` works.
     def translate(photo, hair=pipeline.default_hair, hair_strength=1.0, eye=AUTO, eye_strength=1.0,
-                  reference=None, paste=False, max_faces=pipeline.cropper.max_faces, upscale=True):
+                  reference=None, paste=False, max_faces=pipeline.cropper.max_faces, upscale=True,
+                  plain_background=True):
         if photo is None:
             raise gr.Error("Upload a photo first (or take one with the webcam)", print_exception=False)
         try:
             result = pipeline.translate(photo, hair, hair_strength, eye, eye_strength, reference, paste,
-                                        max_faces=int(max_faces), upscale=bool(upscale))
+                                        max_faces=int(max_faces), upscale=bool(upscale),
+                                        background=PLAIN if plain_background else PHOTO)
         except ValueError as err:  # ImageError / NoFaceError / bad control: the message is for the user
             raise gr.Error(str(err), print_exception=False) from None
         faces = result.faces
@@ -250,7 +258,7 @@ def photo_tab(pipeline: TranslationPipeline) -> PhotoControls:
     translate, translate_example = translate_handlers(pipeline)
     c.paste.change(lambda on: gr.Image(visible=on), c.paste, pasted, api_visibility="private")
     c.button.click(translate, [c.photo, c.hair, c.hair_strength, c.eye, c.eye_strength, c.reference, c.paste,
-                               c.max_faces, c.upscale], [gallery, pasted, info], api_name="translate").then(
+                               c.max_faces, c.upscale, c.plain], [gallery, pasted, info], api_name="translate").then(
         None, js=SHOW_RESULTS, api_visibility="private")  # narrow screens stack the columns
     c.reference.change(reference_handler(pipeline), c.reference,
                        [c.hair, c.hair_strength, c.eye, c.eye_strength, c.reference_info], api_name="reference_tags",

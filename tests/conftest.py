@@ -33,10 +33,12 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> SimpleNamespace:
-    """Random TwinGAN (32 px), tagger, human hair classifier and anime upscaler saved as checkpoint folders."""
+    """Random TwinGAN (32 px), tagger, human hair classifier, anime upscaler and portrait segmenter saved
+    as checkpoint folders."""
     import torch
 
     from twingan import TwinGAN, TwinGANConfig, save_pretrained
+    from twingan.segmenter import PortraitSegmenter, SegmenterConfig
     from twingan.tagger import HumanHairClassifier, HumanHairConfig, Tagger, TaggerConfig
     from twingan.upscaler import AnimeUpscaler, UpscalerConfig
 
@@ -50,8 +52,9 @@ def tiny_checkpoints(tmp_path_factory) -> SimpleNamespace:
     upscaler = AnimeUpscaler(UpscalerConfig(channels=8, blocks=1))
     torch.nn.init.normal_(upscaler.tail.weight, std=0.05)  # untrained it is exactly bicubic; this one is not
     save_pretrained(upscaler, root / "upscaler")
+    save_pretrained(PortraitSegmenter(SegmenterConfig(resolution=32, channels=(4, 8))), root / "segmenter")
     return SimpleNamespace(twingan=root / "twingan", tagger=root / "tagger", hair=root / "hair",
-                           upscaler=root / "upscaler")
+                           upscaler=root / "upscaler", segmenter=root / "segmenter")
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +75,8 @@ def app_server(tiny_checkpoints, tmp_path_factory):
     Image.open(ASTRONAUT).crop((120, 20, 330, 230)).save(gallery / "human" / "astronaut-face.png")
 
     pipeline = TranslationPipeline.load(tiny_checkpoints.twingan, device="cpu", tagger=tiny_checkpoints.tagger,
-                                        hair_classifier=tiny_checkpoints.hair, upscaler=tiny_checkpoints.upscaler)
+                                        hair_classifier=tiny_checkpoints.hair, upscaler=tiny_checkpoints.upscaler,
+                                        segmenter=tiny_checkpoints.segmenter)
     pipeline.build_index(gallery, cache_dir=tmp / "index-cache")
     demo = app.create_demo(pipeline)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,

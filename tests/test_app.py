@@ -29,10 +29,10 @@ def client(app_server):
 
 
 def translate(client, photo, hair=AUTO, hair_strength=1.0, eye=AUTO, eye_strength=1.0, reference=None,
-              paste=False, max_faces=4, upscale=True):
+              paste=False, max_faces=4, upscale=True, plain_background=True):
     return client.predict(handle_file(str(photo)), hair, hair_strength, eye, eye_strength,
                           handle_file(str(reference)) if reference else None, paste, max_faces, upscale,
-                          api_name="/translate")
+                          plain_background, api_name="/translate")
 
 
 def pixels(path) -> np.ndarray:
@@ -105,8 +105,9 @@ def test_shortest_api_call_needs_only_the_photo(client):
     gallery, pasted, info = client.predict(handle_file(str(ASTRONAUT)), api_name="/translate")
     assert len(gallery) == 2 and pasted is None and info.startswith("1 face translated")
     params = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/translate"]["parameters"]
-    assert [p["parameter_has_default"] for p in params] == [False] + [True] * 8
-    assert params[-1]["parameter_name"] == "upscale"  # last, so older positional calls still work
+    assert [p["parameter_has_default"] for p in params] == [False] + [True] * 9
+    # The newest last, so older positional calls still work.
+    assert [p["parameter_name"] for p in params[-2:]] == ["upscale", "plain_background"]
 
 
 def test_upscale_input_turns_the_anime_upscaler_off(client):
@@ -114,6 +115,21 @@ def test_upscale_input_turns_the_anime_upscaler_off(client):
     resized = translate(client, ASTRONAUT, upscale=False)[0][1]["image"]
     assert Image.open(sharpened).size == Image.open(resized).size == (256, 256)
     assert np.abs(pixels(sharpened) - pixels(resized)).mean() > 0.5
+
+
+def test_plain_background_input_switches_the_segmenter(client, app_server, monkeypatch):
+    asked = []
+    original = app_server.pipeline.translate_crops
+
+    def record(crops, *args, **kwargs):
+        asked.append(kwargs["background"])
+        return original(crops, *args, **kwargs)
+
+    monkeypatch.setattr(app_server.pipeline, "translate_crops", record)
+    plain = translate(client, ASTRONAUT)[0][1]["image"]
+    photo = translate(client, ASTRONAUT, plain_background=False)[0][1]["image"]
+    assert asked == ["plain", "photo"]
+    assert np.abs(pixels(plain) - pixels(photo)).mean() > 0.5
 
 
 # ---------------------------------------------------------------------------------------------

@@ -103,6 +103,22 @@ def test_no_upscale_reaches_the_pipeline(tiny_checkpoints, tmp_path, monkeypatch
     assert asked == [False, True]
 
 
+def test_keep_background_reaches_the_pipeline(tiny_checkpoints, tmp_path, monkeypatch, capsys):
+    from twingan.pipeline import PHOTO, PLAIN, TranslationPipeline
+
+    asked = []
+    original = TranslationPipeline.translate
+
+    def translate_and_record(self, photo, **kwargs):
+        asked.append(kwargs["background"])
+        return original(self, photo, **kwargs)
+
+    monkeypatch.setattr(TranslationPipeline, "translate", translate_and_record)
+    assert translate(capsys, tiny_checkpoints, ASTRONAUT, "--out", tmp_path / "a", "--keep-background")[0] == 0
+    assert translate(capsys, tiny_checkpoints, ASTRONAUT, "--out", tmp_path / "b")[0] == 0
+    assert asked == [PHOTO, PLAIN]
+
+
 def test_nothing_translated_exits_non_zero(photos, tiny_checkpoints, tmp_path, capsys):
     rc, stdout, _ = translate(capsys, tiny_checkpoints, photos / "broken.jpg", photos / "grey.png",
                               tmp_path / "missing.png", photos / "notes.txt", "--out", tmp_path / "out")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twingan.images import IMAGE_SUFFIXES
-from twingan.pipeline import AUTO, DEFAULT_CHECKPOINT, KEEP
+from twingan.pipeline import AUTO, DEFAULT_CHECKPOINT, KEEP, PHOTO, PLAIN
 from twingan.vocab import EYE_COLORS, HAIR_COLORS
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi")
@@ -195,7 +195,8 @@ def run_translate(args: argparse.Namespace) -> int:
                     _translate_video(pipeline, job, out, controls)
                 else:
                     result = pipeline.translate(str(job.source), **controls, reference=reference, paste=args.paste,
-                                                upscale=not args.no_upscale)
+                                                upscale=not args.no_upscale,
+                                                background=PHOTO if args.keep_background else PLAIN)
                     _write_faces(job, out, result)
                     faces += len(result.faces)
                     for note in result.notes:
@@ -438,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the photo with the anime faces pasted back (JPEG, long side at most 2000 px)")
     t.add_argument("--no-upscale", action="store_true",
                    help="bring the portraits to 256 px with a plain Lanczos resize, not the anime upscaler")
+    t.add_argument("--keep-background", action="store_true",
+                   help="translate what is behind the person too, instead of a plain light background")
     t.add_argument("--max-faces", type=_positive_int, default=4, metavar="N",
                    help="translate at most this many faces per photo, largest first (default 4)")
     t.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), metavar="FOLDER_OR_REPO",

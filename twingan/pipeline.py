@@ -2,9 +2,10 @@
 
 `TranslationPipeline.load(checkpoint)` loads the TwinGAN once, plus the face cropper and the
 optional helpers: the anime tagger (reference image -> tags), the human hair classifier
-(the "keep my hair colour" default) and the anime upscaler (x2 super-resolution that takes the
-portraits to display size, instead of a plain resize). A helper whose checkpoint is missing only
-disables its feature; `pipeline.notes` says which and why.
+(the "keep my hair colour" default), the anime upscaler (x2 super-resolution that takes the
+portraits to display size, instead of a plain resize) and the portrait segmenter (the plain
+background: what is not the person is laid over light grey before translation). A helper whose
+checkpoint is missing only disables its feature; `pipeline.notes` says which and why.
 
 Colour controls become the tag vector the generator is conditioned on in `twingan.controls`.
 
@@ -32,11 +33,12 @@ from twingan.checkpoint import (
     trained_both_ways,
 )
 from twingan.controls import AUTO, KEEP, eye_drawn, face_seed, tag_vectors
-from twingan.faces import CELEBA_MARGINS, PORTRAIT_MARGINS, FaceCrop, FaceCropper, Margins, crop_face, paste_back
+from twingan.faces import CELEBA_MARGINS, OUTSIDE_GREY, PORTRAIT_MARGINS, FaceCrop, FaceCropper, Margins, crop_face, paste_back
 from twingan.images import ImageSource, load_image, square_crop
 from twingan.layers import resize_square
 from twingan.lookalikes import LatentIndex, Lookalike
 from twingan.model import TwinGAN
+from twingan.segmenter import PortraitSegmenter, face_in_crop, segment_and_grey
 from twingan.tagger import HumanHairClassifier, Tagger
 from twingan.upscaler import AnimeUpscaler
 from twingan.vocab import TagVocab
@@ -60,7 +62,11 @@ DEFAULT_CHECKPOINT = LOCAL_CHECKPOINTS / "twingan-selfie2anime-128"
 DEFAULT_TAGGER = LOCAL_CHECKPOINTS / "tagger"
 DEFAULT_HAIR_CLASSIFIER = LOCAL_CHECKPOINTS / "human-hair"
 DEFAULT_UPSCALER = LOCAL_CHECKPOINTS / "anime-upscaler"
-
+DEFAULT_SEGMENTER = LOCAL_CHECKPOINTS / "portrait-segmenter"
+# Behind the person: laid over light grey before translation ("plain", for photos), or translated
+# with the person ("photo": drawn as smudges and strands, but nearer the photo when pasted back).
+PLAIN, PHOTO = "plain", "photo"
+BACKGROUNDS = (PLAIN, PHOTO)
 
 
 def pick_device(device: str | None = None) -> tuple[torch.device, torch.dtype]:
@@ -121,12 +127,14 @@ class TranslationPipeline:
     def __init__(self, model: TwinGAN, cropper: FaceCropper, tagger: Tagger | None = None,
                  hair_classifier: HumanHairClassifier | None = None, display_size: int = 256,
                  notes: list[str] | None = None, checkpoint: Path | None = None,
-                 upscaler: AnimeUpscaler | None = None, translates_back: bool = False):
+                 upscaler: AnimeUpscaler | None = None, translates_back: bool = False,
+                 segmenter: PortraitSegmenter | None = None):
         self.model = model
         self.cropper = cropper
         self.tagger = tagger
         self.hair_classifier = hair_classifier
         self.upscaler = upscaler
+        self.segmenter = segmenter
         self.display_size = display_size
         self.notes = list(notes or [])  # startup messages: which optional features are off, and why
         self.checkpoint = checkpoint
@@ -143,11 +151,13 @@ class TranslationPipeline:
              hair_classifier: str | os.PathLike | None = DEFAULT_HAIR_CLASSIFIER,
              max_faces: int = 4, display_size: int = 256,
              upscaler: str | os.PathLike | None = DEFAULT_UPSCALER,
-             framing: Margins = PORTRAIT_MARGINS) -> TranslationPipeline:
+             framing: Margins = PORTRAIT_MARGINS,
+             segmenter: str | os.PathLike | None = DEFAULT_SEGMENTER) -> TranslationPipeline:
         """Load everything once. A missing TwinGAN checkpoint raises CheckpointError; a missing
-        tagger, hair classifier or upscaler only turns its feature off (see `notes`). framing: how
-        much of the head and shoulders around the detected face each crop (and portrait) shows
-        (`twingan.faces`: PORTRAIT_MARGINS, or TRAIN_A_MARGINS, the training selfies' framing)."""
+        tagger, hair classifier, upscaler or segmenter only turns its feature off (see `notes`).
+        framing: how much of the head and shoulders around the detected face each crop (and
+        portrait) shows (`twingan.faces`: PORTRAIT_MARGINS, or TRAIN_A_MARGINS, the training
+        selfies' framing)."""
         dev, dtype = pick_device(device)
         folder = resolve_checkpoint(checkpoint)
         model = load_pretrained(TwinGAN, folder, dev, dtype)
@@ -158,6 +168,8 @@ class TranslationPipeline:
                                     '"Keep my hair colour" is off', notes)
         upscaler_model = _load_optional(AnimeUpscaler, upscaler, dev, dtype,
                                         "The anime upscaler is off (portraits are resized)", notes)
+        segmenter_model = _load_optional(PortraitSegmenter, segmenter, dev, dtype,
+                                         "The plain background is off (the photo's is translated)", notes)
         # Crops at twice the model's resolution still look sharp at display size and cost a quarter
         # of display-size crops (crop_face's resampling was ~40 ms of a 1024 px photo at 256 px).
         crop_size = max(min(display_size, 2 * model.config.resolution), model.config.resolution)
@@ -166,7 +178,7 @@ class TranslationPipeline:
         cropper = FaceCropper(crop_size, device=str(dev), max_faces=max_faces, margins=framing,
                               context_margins=context)
         return cls(model, cropper, tagger_model, hair_model, display_size, notes, folder, upscaler_model,
-                   trained_both_ways(folder))
+                   trained_both_ways(folder), segmenter_model)
 
     def warm_up(self) -> None:
         """Build the face detectors now (their weights load on first use), not in the first request."""
@@ -273,11 +285,13 @@ class TranslationPipeline:
     def translate_crops(self, crops: list[FaceCrop], hair: str = KEEP, hair_strength: float = 1.0,
                         eye: str = AUTO, eye_strength: float = 1.0,
                         binary: torch.Tensor | None = None, upscale: bool = True,
-                        eye_seeds: list[int] | None = None) -> list[FaceResult]:
+                        eye_seeds: list[int] | None = None, background: str = PLAIN) -> list[FaceResult]:
         """Translate face crops in one batch. upscale: make the display-size portraits with the anime
         upscaler (when loaded), else with a plain resize. eye_seeds: of the "auto" eye colours
-        (default: `face_seed` of each crop)."""
-        x = self._model_size(_to_tensor([c.image for c in crops]))  # (B, 3, R, R)
+        (default: `face_seed` of each crop). background: PLAIN lays what is not the person over
+        light grey first (when the segmenter is loaded; the face the detector found always stays),
+        PHOTO translates the crop as it is."""
+        x = self.model_inputs(crops, background)  # (B, 3, R, R)
         read = None
         if hair == KEEP and self.hair_classifier is not None:
             frames = [c.context if c.context is not None else c.image for c in crops]
@@ -304,7 +318,8 @@ class TranslationPipeline:
 
     def translate(self, photo: ImageSource, hair: str = KEEP, hair_strength: float = 1.0, eye: str = AUTO,
                   eye_strength: float = 1.0, reference: ImageSource | None = None,
-                  paste: bool = False, max_faces: int | None = None, upscale: bool = True) -> TranslationResult:
+                  paste: bool = False, max_faces: int | None = None, upscale: bool = True,
+                  background: str = PLAIN) -> TranslationResult:
         """Every face of a photo (up to max_faces) to an anime portrait.
 
         reference: an anime image whose binary tags (hair style, hat, ...) are used too.
@@ -313,6 +328,7 @@ class TranslationPipeline:
         max_faces: translate only this many of the largest faces (default: the cropper's max_faces).
         upscale: the portraits go to display size through the anime upscaler (when loaded); False:
             a plain Lanczos resize.
+        background: PLAIN (a plain light background) or PHOTO (the photo's), see `translate_crops`.
         Raises ImageError (bad file, too large, no face) and ValueError (bad control) with
         messages meant for the user.
         """
@@ -327,7 +343,8 @@ class TranslationPipeline:
             # into: a 12 MP photo decodes at half scale straight from the JPEG, 4x less work.
             photo = load_image(photo, PASTE_MAX_SIDE)
         crops = self.detect(photo)[:max_faces]
-        faces = self.translate_crops(crops, hair, hair_strength, eye, eye_strength, binary, upscale)
+        faces = self.translate_crops(crops, hair, hair_strength, eye, eye_strength, binary, upscale,
+                                     background=background)
         pasted = None
         if paste:
             # Paste the display-size images: upscaled with a good filter, softer than the raw pixels.
@@ -341,7 +358,7 @@ class TranslationPipeline:
 
         Detection is most of a frame's cost, so it runs every LIVE_REDETECT_EVERY frames; the
         frames between reuse the face box of `track` (returned for the next frame). The anime
-        upscaler is off unless `upscale`: frames per second matter more here than sharpness.
+        upscaler is off unless `upscale`, and the background is the frame's (PHOTO): speed first.
         Raises NoFaceError when a detection finds no face.
         """
         image = load_image(frame)
@@ -358,7 +375,7 @@ class TranslationPipeline:
             crop = FaceCrop(face, track.box, None, 0.0, None, track.angle, context, track.context_box)
             track = LiveTrack(track.box, track.angle, track.age + 1, track.context_box, track.eye_seed)
         result = self.translate_crops([crop], hair, hair_strength, eye, eye_strength, upscale=upscale,
-                                      eye_seeds=[track.eye_seed])[0]
+                                      eye_seeds=[track.eye_seed], background=PHOTO)[0]
         return result.anime, track
 
     @torch.no_grad()
@@ -372,6 +389,19 @@ class TranslationPipeline:
         x = self._model_size(_to_tensor([square]))
         raw = _to_pil(self.model.translate(x.to(self.device, self.dtype), "anime", "human", None))[0]
         return HumanResult(anime=square, human=self.upscale(raw), human_raw=raw)
+
+    @torch.no_grad()
+    def model_inputs(self, crops: list[FaceCrop], background: str = PLAIN) -> torch.Tensor:
+        """What the translator sees of `crops`: (B, 3, R, R) in [0, 1] at its resolution, with the
+        plain background where asked for and the segmenter is loaded (see `translate_crops`): the
+        rest laid over the grey the crops fade to past the photo's edges."""
+        if background not in BACKGROUNDS:
+            raise ValueError(f"Unknown background {background!r}; choose one of {', '.join(BACKGROUNDS)}")
+        x = self._model_size(_to_tensor([c.image for c in crops]))
+        if background == PLAIN and self.segmenter is not None:
+            faces = [face_in_crop(c.box, c.face_box, c.angle) if c.face_box is not None else None for c in crops]
+            x = segment_and_grey(self.segmenter, x.to(self.device, self.dtype), faces, OUTSIDE_GREY / 255)
+        return x.float().cpu()
 
     def _model_size(self, x: torch.Tensor, res: int | None = None) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, R, R) at the model's resolution, or `res` (antialiased bilinear)."""

@@ -7,6 +7,7 @@ that holds the eyes, enlarged, in every eye colour).
     python -m train.evaluation.figures --selfies ../shared/data/selfie2anime/testA --count 6 --out runs/figures/testA.png
     python -m train.evaluation.figures --compare OLD_CHECKPOINT --out docs/before_after.png
     python -m train.evaluation.figures --tight --out docs/tight_uploads.png
+    python -m train.evaluation.figures --background --out docs/background.png
 
 With --compare, each row is what the app shows at 256 px: the face crop, OLD_CHECKPOINT's portrait and
 the checkpoint's, both through the anime upscaler as the app shows them, and the checkpoint's in three
@@ -16,7 +17,12 @@ as the app showed it before it had the upscaler (docs/before_after.png of 2026-1
 With --tight, each photo is first cut to its face's framing in the training selfies, as tightly
 cropped selfies come, so that the app's crop reaches past the upload's edges; each row shows that
 upload, then the crop and portrait with the part past the edges repeated from the edge pixels (the
-app before 2026-12-05, night) and faded towards light grey (`twingan.faces.crop_face`, now).
+app before 2026-12-05, night) and faded towards light grey (`twingan.faces.crop_face`, now); both
+portraits with the photo's background, as the app made them then.
+
+With --background, each row shows the face crop and its portrait with the photo's background
+translated (the app before 2026-12-06), then what the translator sees with the plain background
+(`TranslationPipeline.model_inputs`: the rest laid over light grey) and its portrait (now).
 
 The default inputs are the public-domain example photos in examples/. A grid made from the
 shared data sets (third-party images) belongs in a run folder, never in git.
@@ -35,7 +41,7 @@ from train.config import REPO_ROOT
 from twingan.checkpoint import CheckpointError
 from twingan.controls import face_seed
 from twingan.faces import IMAGE_SUFFIXES, TRAIN_A_MARGINS, FaceCrop, ImageError, crop_box, crop_face, load_image
-from twingan.pipeline import DEFAULT_CHECKPOINT, KEEP, TranslationPipeline
+from twingan.pipeline import DEFAULT_CHECKPOINT, KEEP, PHOTO, PLAIN, TranslationPipeline
 
 CELL, LABEL = 96, 16  # pixels per image and per caption line
 
@@ -106,9 +112,26 @@ def tight_uploads(pipeline: TranslationPipeline, photos: list[Path]) -> Image.Im
         edge = crop_face(upload, crop.box, pipeline.cropper.resolution, crop.angle, fade_outside=False)
         edged = dataclasses.replace(crop, image=edge)
         seeds = [face_seed(crop.image)]
-        before, after = (pipeline.translate_crops([c], eye_seeds=seeds)[0].anime for c in (edged, crop))
+        before, after = (pipeline.translate_crops([c], eye_seeds=seeds, background=PHOTO)[0].anime
+                         for c in (edged, crop))
         rows.append([upload, edge, before, crop.image, after])
     return grid(rows, ["upload", "crop before", "before", "crop now", "now"], cell=256)
+
+
+def backgrounds(pipeline: TranslationPipeline, crops: list[FaceCrop]) -> Image.Image:
+    """Rows of 256 px cells: the face crop | its portrait with the photo's background | what the
+    translator sees with the plain background (at the translator's resolution) | that portrait."""
+    from torchvision.transforms.functional import to_pil_image
+
+    if pipeline.segmenter is None:
+        raise CheckpointError("no portrait segmenter loaded: " + "; ".join(pipeline.notes))
+    rows = []
+    for crop in crops:
+        photo, plain = (pipeline.translate_crops([crop], background=b)[0].anime for b in (PHOTO, PLAIN))
+        seen = to_pil_image(pipeline.model_inputs([crop], PLAIN)[0])
+        rows.append([crop.image, photo, seen, plain])
+    return grid(rows, ["photo", "before: its background drawn", "plain background: the model's input", "now"],
+                cell=256)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,12 +148,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --compare: OLD_CHECKPOINT's portraits with a plain resize, not the upscaler")
     parser.add_argument("--tight", action="store_true",
                         help="each photo cut to a tight selfie's framing; the crop's outside edge-repeated, then faded")
+    parser.add_argument("--background", action="store_true",
+                        help="each face with the photo's background translated, then with the plain background")
     parser.add_argument("--out", type=Path, default=None,
                         help="default docs/results.png (docs/eyes.png with --eyes, docs/before_after.png with --compare,"
-                             " docs/tight_uploads.png with --tight)")
+                             " docs/tight_uploads.png with --tight, docs/background.png with --background)")
     args = parser.parse_args(argv)
     name = ("eyes.png" if args.eyes else "before_after.png" if args.compare else "tight_uploads.png" if args.tight
-            else "results.png")
+            else "background.png" if args.background else "results.png")
     out = args.out or REPO_ROOT / "docs" / name
     try:
         pipeline = TranslationPipeline.load(args.checkpoint, device="cpu")
@@ -140,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {out} ({len(args.photos)} uploads, crops edge-repeated and faded)")
             return 0
         crops = input_crops(pipeline, args.photos, args.selfies, args.count)
+        if args.background:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            backgrounds(pipeline, crops).save(out)
+            print(f"wrote {out} ({len(crops)} inputs, the photo's background and the plain one)")
+            return 0
         old = TranslationPipeline.load(args.compare, device="cpu") if args.compare else None
     except (CheckpointError, ImageError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
