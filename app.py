@@ -182,7 +182,7 @@ def photo_controls(pipeline: TranslationPipeline) -> PhotoControls:
                               info=f"Off: the portrait is only resized to {pipeline.display_size} px",
                               visible=pipeline.upscaler is not None)
         plain = gr.Checkbox(True, label="Plain background",
-                            info="Off: what is behind you is drawn too (busier, but closer to the photo when pasted back)",
+                            info="Off: what is behind you is drawn too, as smudges and strands; pasted back, the whole square",
                             visible=pipeline.segmenter is not None)
     return PhotoControls(photo, button, hair, hair_strength, eye, eye_strength, reference, reference_info,
                          paste, max_faces, upscale, plain)

@@ -323,6 +323,21 @@ def test_paste_back_places_and_clips(cropper):
         paste_back(photo, [crop], [])
 
 
+def test_paste_back_with_a_mask_pastes_only_the_person(cropper):
+    """The mask's left half is background: the photo stays there, the output covers the right half
+    (away from the feathered border); a mask per crop or none at all."""
+    photo = Image.new("RGB", (300, 300), (128, 128, 128))
+    (crop,) = cropper(photo, fallback_center_crop=True)
+    crop.box = (50.0, 50.0, 250.0, 250.0)
+    person = Image.new("L", (64, 64), 0)
+    person.paste(255, (32, 0, 64, 64))
+    out = paste_back(photo, [crop], [np.full((64, 64, 3), (255, 0, 0), np.uint8)], [person])
+    assert out.getpixel((100, 150)) == (128, 128, 128)
+    assert out.getpixel((200, 150)) == (255, 0, 0)
+    with pytest.raises(ValueError, match="masks"):
+        paste_back(photo, [crop], [np.zeros((64, 64, 3), np.uint8)], [person, person])
+
+
 # --- real photos ----------------------------------------------------------------------------
 
 

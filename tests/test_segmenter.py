@@ -110,6 +110,31 @@ def test_the_plain_background_reaches_the_model_and_keeps_the_face(tiny_checkpoi
         with_seg.translate_crops([crop], background="transparent")
 
 
+def test_pasted_back_with_the_plain_background_the_photo_stays_around_the_face(tiny_checkpoints, tmp_path):
+    """The same blind segmenter: each portrait carries the person's mask (the face only) at display
+    size, and the pasted photo keeps its own pixels in the crop box's corners, where PHOTO pastes
+    the portrait's."""
+    from twingan.images import load_image
+    from twingan.pipeline import PHOTO
+
+    blind = PortraitSegmenter(SegmenterConfig(resolution=32, channels=(4, 8)))
+    torch.nn.init.zeros_(blind.head.weight)
+    torch.nn.init.constant_(blind.head.bias, -30.0)
+    p = _pipeline(tiny_checkpoints, save_pretrained(blind, tmp_path / "blind"))
+    photo = load_image(ASTRONAUT)
+    plain = p.translate(photo, paste=True)
+    whole = p.translate(photo, paste=True, background=PHOTO)
+    face = plain.faces[0]
+    assert face.person.mode == "L" and face.person.size == face.anime.size
+    assert whole.faces[0].person is None
+    x0, y0, x1, y1 = face.box
+    inset = 0.12 * (x1 - x0)  # inside the feathered border, outside the face
+    for x, y in ((x0 + inset, y0 + inset), (x1 - inset, y0 + inset)):
+        at = (int(x), int(y))
+        assert plain.pasted.getpixel(at) == photo.getpixel(at)
+        assert whole.pasted.getpixel(at) != photo.getpixel(at)
+
+
 @pytest.mark.skipif(not SHIPPED.is_dir(), reason="checkpoints/portrait-segmenter is not bundled")
 def test_the_shipped_segmenter_separates_the_astronaut_from_the_backdrop():
     """The public-domain example's crop: the face and the suit are the person; the backdrop beside

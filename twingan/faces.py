@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageChops, ImageFilter
 
 # IMAGE_SUFFIXES, ImageError and load_image stay importable from here (training imports them so).
 from twingan.images import (  # noqa: F401
@@ -344,18 +344,21 @@ def _shrink(image: Image.Image, long_side: int) -> Image.Image:
 # Pasting results back
 
 
-def paste_back(photo: ImageSource, crops: list[FaceCrop], outputs, feather: float = 0.08) -> Image.Image:
+def paste_back(photo: ImageSource, crops: list[FaceCrop], outputs, masks: list[Image.Image] | None = None,
+               feather: float = 0.08) -> Image.Image:
     """Paste translated faces into a copy of the photo.
 
     outputs[i] (PIL image or (H, W, 3) array, any square size) replaces crops[i]: it is resized
     and rotated onto the crop box, clipped to the photo, and blended with a mask whose edges fade
-    over `feather` x the crop size so no seam shows.
+    over `feather` x the crop size so no seam shows. masks[i] ("L", any square size), when given,
+    limits that to the person, so that a portrait with a plain background keeps the photo's
+    background around it.
     """
-    if len(outputs) != len(crops):
-        raise ValueError(f"{len(crops)} crops but {len(outputs)} outputs")
+    if len(outputs) != len(crops) or (masks is not None and len(masks) != len(crops)):
+        raise ValueError(f"{len(crops)} crops but {len(outputs)} outputs and {len(masks or [])} masks")
     result = load_image(photo).copy()
     W, H = result.size
-    for crop, out in zip(crops, outputs):
+    for i, (crop, out) in enumerate(zip(crops, outputs)):
         out = out if isinstance(out, Image.Image) else array_to_image(np.asarray(out))
         out = to_rgb(out)
         n = out.width
@@ -376,7 +379,10 @@ def paste_back(photo: ImageSource, crops: list[FaceCrop], outputs, feather: floa
         )
         region = (rx1 - rx0, ry1 - ry0)
         patch = out.transform(region, _AFFINE, coeffs, resample=_BICUBIC)
-        mask = _feather_mask(n, feather).transform(region, _AFFINE, coeffs, resample=_BILINEAR)
+        mask = _feather_mask(n, feather)
+        if masks is not None:
+            mask = ImageChops.multiply(mask, masks[i].convert("L").resize((n, n), _BILINEAR))
+        mask = mask.transform(region, _AFFINE, coeffs, resample=_BILINEAR)
         result.paste(patch, (rx0, ry0), mask)
     return result
 

@@ -2,7 +2,8 @@
 
 Checks size limits before decoding, applies the EXIF orientation, converts every PIL mode to RGB,
 and raises `ImageError` with a message meant for the user. `square_crop` is the one centre
-square crop of the project. Importing this module does no I/O.
+square crop of the project; `images_to_tensor` and `tensor_to_images` convert batches for the
+networks. Importing this module does no I/O.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import warnings
 from typing import BinaryIO
 
 import numpy as np
+import torch
 from PIL import Image
 
 ImageSource = str | os.PathLike | bytes | bytearray | BinaryIO | Image.Image | np.ndarray
@@ -204,3 +206,15 @@ def square_crop(image: Image.Image, size: int) -> Image.Image:
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
     return image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
+
+
+def images_to_tensor(images: list[Image.Image]) -> torch.Tensor:
+    """Same-size PIL images -> (B, 3, H, W) float32 in [0, 1] (converted to RGB)."""
+    a = np.stack([np.asarray(im.convert("RGB")) for im in images])  # (B, H, W, 3) uint8
+    return torch.from_numpy(a).permute(0, 3, 1, 2).float().div_(255)
+
+
+def tensor_to_images(x: torch.Tensor) -> list[Image.Image]:
+    """(B, 3, H, W) in [0, 1] -> RGB PIL images."""
+    a = (x.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(im) for im in a]

@@ -19,7 +19,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -34,7 +33,7 @@ from twingan.checkpoint import (
 )
 from twingan.controls import AUTO, KEEP, eye_drawn, face_seed, tag_vectors
 from twingan.faces import CELEBA_MARGINS, OUTSIDE_GREY, PORTRAIT_MARGINS, FaceCrop, FaceCropper, Margins, crop_face, paste_back
-from twingan.images import ImageSource, load_image, square_crop
+from twingan.images import ImageSource, images_to_tensor, load_image, square_crop, tensor_to_images
 from twingan.layers import resize_square
 from twingan.lookalikes import LatentIndex, Lookalike
 from twingan.model import TwinGAN
@@ -63,8 +62,8 @@ DEFAULT_TAGGER = LOCAL_CHECKPOINTS / "tagger"
 DEFAULT_HAIR_CLASSIFIER = LOCAL_CHECKPOINTS / "human-hair"
 DEFAULT_UPSCALER = LOCAL_CHECKPOINTS / "anime-upscaler"
 DEFAULT_SEGMENTER = LOCAL_CHECKPOINTS / "portrait-segmenter"
-# Behind the person: laid over light grey before translation ("plain", for photos), or translated
-# with the person ("photo": drawn as smudges and strands, but nearer the photo when pasted back).
+# Behind the person: laid over light grey before translation ("plain", for photos; pasted back, only
+# the person covers the photo), or translated with the person ("photo": as smudges and strands).
 PLAIN, PHOTO = "plain", "photo"
 BACKGROUNDS = (PLAIN, PHOTO)
 
@@ -92,6 +91,7 @@ class FaceResult:
     hair_unreliable: str | None  # why that read is unsure (the portrait hedges between colours), else None
     tags: list[float]  # the tag vector the generator got
     eye_drawn: str | None = None  # the colour drawn for "auto" eyes (None: a chosen colour, strength 0, no counts)
+    person: Image.Image | None = None  # with the plain background: the person's mask ("L", display size)
 
 
 @dataclass
@@ -259,7 +259,7 @@ class TranslationPipeline:
         """
         if self.tagger is None:
             raise ValueError("Reference images are disabled: no tagger checkpoint was found")
-        x = _to_tensor([square_crop(load_image(image), self.tagger.config.resolution)])
+        x = images_to_tensor([square_crop(load_image(image), self.tagger.config.resolution)])
         probs = self.tagger.tag_probs(x.to(self.device, self.dtype)).float().cpu()[0]
         # The tagger's own label order may differ from the model's vocabulary: map by name.
         tv, v = self.tagger.vocab, self.vocab
@@ -291,11 +291,11 @@ class TranslationPipeline:
         (default: `face_seed` of each crop). background: PLAIN lays what is not the person over
         light grey first (when the segmenter is loaded; the face the detector found always stays),
         PHOTO translates the crop as it is."""
-        x = self.model_inputs(crops, background)  # (B, 3, R, R)
+        x, person = self.model_inputs(crops, background)  # (B, 3, R, R), (B, 1, R, R) or None
         read = None
         if hair == KEEP and self.hair_classifier is not None:
             frames = [c.context if c.context is not None else c.image for c in crops]
-            read = self.read_hair(self._model_size(_to_tensor(frames), self.hair_classifier.config.resolution))
+            read = self.read_hair(self._model_size(images_to_tensor(frames), self.hair_classifier.config.resolution))
         if eye_seeds is None and eye == AUTO:  # only "auto" eyes are drawn
             eye_seeds = [face_seed(c.image) for c in crops]
         tags = self.tag_vectors(len(crops), hair, hair_strength, eye, eye_strength,
@@ -303,17 +303,20 @@ class TranslationPipeline:
         drawn = eye_drawn(self.vocab, self.model.config.eye_given_hair, eye, tags)
         cond = tags.to(self.device, self.dtype) if self.conditioned else None
         out = self.model.translate(x.to(self.device, self.dtype), "human", "anime", cond)  # (B, 3, R, R)
-        raws = _to_pil(out)
+        raws = tensor_to_images(out)
         if upscale and self.upscaler is not None:
-            portraits = _to_pil(self.super_resolve(out))
+            portraits = tensor_to_images(self.super_resolve(out))
         else:
             portraits = [self.upscale(raw) for raw in raws]
+        masks = [None] * len(crops) if person is None else [
+            Image.fromarray(m) for m in (resize_square(person, self.display_size)[:, 0] * 255).round().byte().numpy()]
         results = []
         for i, (crop, raw, portrait) in enumerate(zip(crops, raws, portraits)):
             results.append(FaceResult(
                 crop=self.upscale(crop.image), anime=portrait, anime_raw=raw, box=crop.box,
                 confidence=crop.confidence, hair_read=read[0][i] if read else None,
-                hair_unreliable=read[2][i] if read else None, tags=tags[i].tolist(), eye_drawn=drawn[i]))
+                hair_unreliable=read[2][i] if read else None, tags=tags[i].tolist(), eye_drawn=drawn[i],
+                person=masks[i]))
         return results
 
     def translate(self, photo: ImageSource, hair: str = KEEP, hair_strength: float = 1.0, eye: str = AUTO,
@@ -347,8 +350,10 @@ class TranslationPipeline:
                                      background=background)
         pasted = None
         if paste:
-            # Paste the display-size images: upscaled with a good filter, softer than the raw pixels.
-            pasted = paste_back(photo, crops, [f.anime for f in faces])
+            # Paste the display-size images: upscaled with a good filter, softer than the raw pixels;
+            # with the plain background only the person, so that the photo's background stays.
+            masks = [f.person for f in faces]
+            pasted = paste_back(photo, crops, [f.anime for f in faces], None if any(m is None for m in masks) else masks)
         return TranslationResult(faces, pasted, notes)
 
     def translate_frame(self, frame: ImageSource, hair: str = KEEP, hair_strength: float = 1.0,
@@ -386,22 +391,24 @@ class TranslationPipeline:
         if not self.translates_back:
             raise ValueError("This checkpoint was not trained to translate anime faces to human ones")
         square = square_crop(load_image(image), self.display_size)
-        x = self._model_size(_to_tensor([square]))
-        raw = _to_pil(self.model.translate(x.to(self.device, self.dtype), "anime", "human", None))[0]
+        x = self._model_size(images_to_tensor([square]))
+        raw = tensor_to_images(self.model.translate(x.to(self.device, self.dtype), "anime", "human", None))[0]
         return HumanResult(anime=square, human=self.upscale(raw), human_raw=raw)
 
     @torch.no_grad()
-    def model_inputs(self, crops: list[FaceCrop], background: str = PLAIN) -> torch.Tensor:
+    def model_inputs(self, crops: list[FaceCrop], background: str = PLAIN) -> tuple[torch.Tensor, torch.Tensor | None]:
         """What the translator sees of `crops`: (B, 3, R, R) in [0, 1] at its resolution, with the
         plain background where asked for and the segmenter is loaded (see `translate_crops`): the
-        rest laid over the grey the crops fade to past the photo's edges."""
+        rest laid over the grey the crops fade to past the photo's edges. Also the person's mask
+        (B, 1, R, R) in [0, 1] then, else None."""
         if background not in BACKGROUNDS:
             raise ValueError(f"Unknown background {background!r}; choose one of {', '.join(BACKGROUNDS)}")
-        x = self._model_size(_to_tensor([c.image for c in crops]))
-        if background == PLAIN and self.segmenter is not None:
-            faces = [face_in_crop(c.box, c.face_box, c.angle) if c.face_box is not None else None for c in crops]
-            x = segment_and_grey(self.segmenter, x.to(self.device, self.dtype), faces, OUTSIDE_GREY / 255)
-        return x.float().cpu()
+        x = self._model_size(images_to_tensor([c.image for c in crops]))
+        if background != PLAIN or self.segmenter is None:
+            return x, None
+        faces = [face_in_crop(c.box, c.face_box, c.angle) if c.face_box is not None else None for c in crops]
+        x, person = segment_and_grey(self.segmenter, x.to(self.device, self.dtype), faces, OUTSIDE_GREY / 255)
+        return x.float().cpu(), person.float().cpu()
 
     def _model_size(self, x: torch.Tensor, res: int | None = None) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, R, R) at the model's resolution, or `res` (antialiased bilinear)."""
@@ -430,7 +437,7 @@ class TranslationPipeline:
         """Index a gallery folder (sub-folders anime/ and human/), or load its cached index."""
         res = self.model.config.resolution
         self.index = LatentIndex.build(
-            Path(gallery), lambda images, domain: self.encode_faces(_to_tensor(images), domain),
+            Path(gallery), lambda images, domain: self.encode_faces(images_to_tensor(images), domain),
             cache_key=f"{self.checkpoint_fingerprint()}:{res}", image_size=res,
             cache_dir=Path(cache_dir) if cache_dir else default_cache_dir())
         return self.index
@@ -441,7 +448,7 @@ class TranslationPipeline:
         if self.index is None:
             raise ValueError("No gallery is configured for lookalikes")
         crop = self.detect(photo)[:1]
-        x = _to_tensor([c.image for c in crop])
+        x = images_to_tensor([c.image for c in crop])
         query = self.encode_faces(x, "human")[0]
         return self.index.nearest(query, k)
 
@@ -487,14 +494,3 @@ def is_greyscale(face: torch.Tensor) -> bool:
     """Whether a (3, H, W) image in [0, 1] has (almost) no colour: R, G and B about equal."""
     return bool((face.amax(0) - face.amin(0)).mean() < GREY_CHROMA)
 
-
-def _to_tensor(images: list[Image.Image]) -> torch.Tensor:
-    """Same-size RGB PIL images -> (B, 3, H, W) float32 in [0, 1]."""
-    a = np.stack([np.asarray(im.convert("RGB")) for im in images])  # (B, H, W, 3) uint8
-    return torch.from_numpy(a).permute(0, 3, 1, 2).float().div_(255)
-
-
-def _to_pil(x: torch.Tensor) -> list[Image.Image]:
-    """(B, 3, H, W) in [0, 1] -> RGB PIL images."""
-    a = (x.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-    return [Image.fromarray(im) for im in a]

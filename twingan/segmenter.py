@@ -120,12 +120,13 @@ def plain_background(images: torch.Tensor, person: torch.Tensor, grey: float) ->
 
 @torch.no_grad()
 def segment_and_grey(segmenter: PortraitSegmenter, images: torch.Tensor,
-                     faces: list[tuple[float, float, float, float] | None], grey: float) -> torch.Tensor:
-    """Face crops (B, 3, H, W) in [0, 1] with what is not the person laid over `grey`: the person is
-    the segmenter's mask, or'ed with `face_guard` of each crop's face (`face_in_crop`; None: no
-    face box), so a face the mask misses is still drawn."""
+                     faces: list[tuple[float, float, float, float] | None],
+                     grey: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Face crops (B, 3, H, W) in [0, 1] with what is not the person laid over `grey`, and the person
+    (B, 1, H, W) in [0, 1]: the segmenter's mask, or'ed with `face_guard` of each crop's face
+    (`face_in_crop`; None: no face box), so a face the mask misses is still drawn."""
     person = segmenter(images)
     for i, face in enumerate(faces):
         if face is not None:
             person[i, 0] = torch.maximum(person[i, 0], face_guard(images.shape[-1], face, images.device).to(person))
-    return plain_background(images, person, grey)
+    return plain_background(images, person, grey), person

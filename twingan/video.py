@@ -35,7 +35,7 @@ from PIL import Image
 
 from twingan.controls import AUTO, KEEP, face_seed, hair_read_lines
 from twingan.faces import FaceCrop, NoFaceError, crop_box, crop_face, paste_back
-from twingan.images import MIN_SIDE, ImageError, fit
+from twingan.images import MIN_SIDE, ImageError, fit, images_to_tensor
 from twingan.pipeline import TranslationPipeline
 from twingan.tracking import Detection, Face, FaceTracker
 
@@ -102,7 +102,7 @@ class _FaceWork:
         if self.read_hair:
             res = self.pipeline.hair_classifier.config.resolution
             context = crop_face(frame, d.context_box or d.box, res, d.angle, fade_outside=False)
-            names, probs, unreliable = self.pipeline.read_hair(_to_tensor([context]))
+            names, probs, unreliable = self.pipeline.read_hair(images_to_tensor([context]))
             self.hair_notes.append((names[0], unreliable[0]))
         seed = face_seed(crop_face(frame, d.box, self.pipeline.model.config.resolution, d.angle))
         return self.pipeline.tag_vectors(1, *self.controls, keep_probs=probs, eye_seeds=[seed])[0]
@@ -115,7 +115,7 @@ class _FaceWork:
         p = self.pipeline
         res = p.model.config.resolution
         crops = [FaceCrop(crop_face(frame, f.box, res, f.angle), f.box, None, 0.0, angle=f.angle) for f in faces]
-        x = _to_tensor([c.image for c in crops]).to(p.device, p.dtype)  # (B, 3, R, R)
+        x = images_to_tensor([c.image for c in crops]).to(p.device, p.dtype)  # (B, 3, R, R)
         tags = torch.stack([f.tags for f in faces]).to(p.device, p.dtype) if p.conditioned else None
         out = p.model.translate(x, "human", "anime", tags)  # (B, 3, R, R)
         anime = (out.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
@@ -126,11 +126,6 @@ class _FaceWork:
         if hair == KEEP and self.pipeline.hair_classifier is None:
             return ['"Keep my hair colour" is unavailable (no hair classifier); the model infers it']
         return hair_read_lines(self.hair_notes, "video")
-
-
-def _to_tensor(images: list[Image.Image]) -> torch.Tensor:
-    """Same-size RGB images -> (B, 3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2).float().div_(255)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ def backgrounds(pipeline: TranslationPipeline, crops: list[FaceCrop]) -> Image.I
     rows = []
     for crop in crops:
         photo, plain = (pipeline.translate_crops([crop], background=b)[0].anime for b in (PHOTO, PLAIN))
-        seen = to_pil_image(pipeline.model_inputs([crop], PLAIN)[0])
+        seen = to_pil_image(pipeline.model_inputs([crop], PLAIN)[0][0])
         rows.append([crop.image, photo, seen, plain])
     return grid(rows, ["photo", "before: its background drawn", "plain background: the model's input", "now"],
                 cell=256)
