@@ -179,6 +179,14 @@ def test_the_training_helper_fits_and_exports_a_loadable_segmenter(tmp_path):
     assert json.loads((tmp_path / "out" / "report.json").read_text()) == report
     assert report["held_out_crops"] == 2 and report["train_crops"] == 38 and report["steps"] > 10
     assert report["held_out"]["iou"] > 0.6  # a disk on noise is learnt in seconds
+    # Trained on from that export (its config, whatever `config` says), at a learning rate of 0:
+    # the conv weights come back as they were (batch-norm statistics still move), the agreement too.
+    again = helper.fit(run, tmp_path / "again", minutes=0.02, batch=8, lr=0.0, threads=1, seed=1,
+                       config=SegmenterConfig(resolution=64), init=tmp_path / "out")
+    assert again["init"] == str(tmp_path / "out") and again["held_out"]["iou"] > 0.6
+    reloaded = load_pretrained(PortraitSegmenter, tmp_path / "again")
+    assert reloaded.config == config
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reloaded.parameters()))
 
 
 def test_the_label_step_says_what_it_needs(tmp_path, capsys):

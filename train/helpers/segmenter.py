@@ -115,19 +115,21 @@ def agreement(model, images: torch.Tensor, masks: torch.Tensor) -> dict:
 
 
 def fit(run: Path, out: Path, minutes: float, batch: int, lr: float, threads: int, seed: int,
-        config=None) -> dict:
-    """Train the student (`config`: a SegmenterConfig, default the shipped one) on RUN's crops and
-    masks for `minutes`, export it to `out` with report.json."""
+        config=None, init: Path | None = None) -> dict:
+    """Train the student (`config`: a SegmenterConfig, default the shipped one; or the weights and
+    config of the checkpoint `init`, trained on) on RUN's crops and masks for `minutes`, export it to
+    `out` with report.json."""
     from twingan.checkpoint import load_pretrained, save_pretrained
     from twingan.segmenter import PortraitSegmenter, SegmenterConfig
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    config = config or SegmenterConfig()
+    start = load_pretrained(PortraitSegmenter, init) if init is not None else None
+    config = start.config if start is not None else config or SegmenterConfig()
     images, masks, names = load_pairs(run, config.resolution)
     n_val = max(1, math.ceil(len(names) * HELD_OUT))
     train_x, train_y, val_x, val_y = images[:-n_val], masks[:-n_val], images[-n_val:], masks[-n_val:]
-    model = PortraitSegmenter(config)
+    model = start.float().train() if start is not None else PortraitSegmenter(config)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     deadline, step, started = time.monotonic() + minutes * 60, 0, time.monotonic()
     total = None
@@ -159,6 +161,7 @@ def fit(run: Path, out: Path, minutes: float, batch: int, lr: float, threads: in
     save_pretrained(model.eval(), out, torch.float16)
     shipped = load_pretrained(PortraitSegmenter, out).eval()  # measured as the app loads it: fp16 weights
     report = {"steps": step, "batch": batch, "minutes": minutes, "lr": lr, "seed": seed, "threads": threads,
+              "init": str(init) if init is not None else None,
               "train_crops": len(train_x), "held_out_crops": n_val, "held_out": agreement(shipped, val_x, val_y)}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -189,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--lr", type=float, default=3e-3)
     f.add_argument("--threads", type=int, default=2)
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--init", type=Path, help="train on from this segmenter checkpoint (its config too)")
     args = p.parse_args(argv)
     run = args.run.resolve()
     if REPO_ROOT in run.parents:
@@ -199,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         from twingan.segmenter import SegmenterConfig
         result = label(run, SegmenterConfig().resolution)
     else:
-        result = fit(run, args.out, args.minutes, args.batch, args.lr, args.threads, args.seed)
+        result = fit(run, args.out, args.minutes, args.batch, args.lr, args.threads, args.seed, init=args.init)
     print(json.dumps(result, indent=2))
     return 0
 
