@@ -87,36 +87,25 @@ def test_colour_controls_reach_the_portrait(tiny_checkpoints, tmp_path, capsys):
     assert np.abs(portraits["blonde"] - portraits["blue"]).mean() > 0.1
 
 
-def test_no_upscale_reaches_the_pipeline(tiny_checkpoints, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("flag, keyword, with_flag, without", [
+    ("--no-upscale", "upscale", False, True),
+    ("--keep-background", "background", "photo", "plain"),
+])
+def test_switches_reach_the_pipeline(flag, keyword, with_flag, without, tiny_checkpoints, tmp_path, monkeypatch,
+                                     capsys):
     from twingan.pipeline import TranslationPipeline
 
     asked = []
     original = TranslationPipeline.translate
 
     def translate_and_record(self, photo, **kwargs):
-        asked.append(kwargs["upscale"])
+        asked.append(kwargs[keyword])
         return original(self, photo, **kwargs)
 
     monkeypatch.setattr(TranslationPipeline, "translate", translate_and_record)
-    assert translate(capsys, tiny_checkpoints, ASTRONAUT, "--out", tmp_path / "a", "--no-upscale")[0] == 0
+    assert translate(capsys, tiny_checkpoints, ASTRONAUT, "--out", tmp_path / "a", flag)[0] == 0
     assert translate(capsys, tiny_checkpoints, ASTRONAUT, "--out", tmp_path / "b")[0] == 0
-    assert asked == [False, True]
-
-
-def test_keep_background_reaches_the_pipeline(tiny_checkpoints, tmp_path, monkeypatch, capsys):
-    from twingan.pipeline import PHOTO, PLAIN, TranslationPipeline
-
-    asked = []
-    original = TranslationPipeline.translate
-
-    def translate_and_record(self, photo, **kwargs):
-        asked.append(kwargs["background"])
-        return original(self, photo, **kwargs)
-
-    monkeypatch.setattr(TranslationPipeline, "translate", translate_and_record)
-    assert translate(capsys, tiny_checkpoints, ASTRONAUT, "--out", tmp_path / "a", "--keep-background")[0] == 0
-    assert translate(capsys, tiny_checkpoints, ASTRONAUT, "--out", tmp_path / "b")[0] == 0
-    assert asked == [PHOTO, PLAIN]
+    assert asked == [with_flag, without]
 
 
 def test_nothing_translated_exits_non_zero(photos, tiny_checkpoints, tmp_path, capsys):
