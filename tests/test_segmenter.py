@@ -220,3 +220,34 @@ def test_the_background_figure_shows_the_grey_the_model_sees(tmp_path):
         assert np.abs(seen[backdrop] - OUTSIDE_GREY).mean() < 6
     assert np.abs(seen[110:150, 110:150] - photo[110:150, 110:150]).mean() < 6
     assert np.abs(before - now).mean() > 2
+
+
+def test_training_faces_prepared_as_the_app_are_what_its_model_sees(tiny_checkpoints, tmp_path):
+    """`prepare_faces(app=...)` writes the app's model inputs (the plain background laid in), at the
+    model's resolution; without `app`, the cropper's crops at the asked resolution."""
+    from train.helpers.prepare_faces import prepare_faces
+    from twingan.pipeline import PLAIN
+
+    blind = PortraitSegmenter(SegmenterConfig(resolution=32, channels=(4, 8)))
+    torch.nn.init.zeros_(blind.head.weight)
+    torch.nn.init.constant_(blind.head.bias, -30.0)
+    app = _pipeline(tiny_checkpoints, save_pretrained(blind, tmp_path / "blind"))
+    counts = prepare_faces(ASTRONAUT.parent, tmp_path / "app", names=[ASTRONAUT.name], app=app)
+    assert counts == {"photos": 1, "faces": 1, "no_face": 0, "unreadable": 0}
+    written = torch.from_numpy(np.asarray(Image.open(tmp_path / "app" / "astronaut_0.png"))).permute(2, 0, 1)
+    expected = app.model_inputs(app.detect(ASTRONAUT), PLAIN)[0][0]
+    assert written.shape == (3, 32, 32)
+    assert (written.float() / 255 - expected).abs().max() <= 0.5 / 255 + 1e-6
+    assert written[:, 0, 0].tolist() == [OUTSIDE_GREY] * 3  # the backdrop is gone
+
+    prepare_faces(ASTRONAUT.parent, tmp_path / "raw", resolution=48, names=[ASTRONAUT.name])
+    raw = Image.open(tmp_path / "raw" / "astronaut_0.png")
+    assert raw.size == (48, 48) and raw.getpixel((0, 0)) != (OUTSIDE_GREY,) * 3
+
+
+def test_preparing_a_celeba_split_needs_celeba_numbered_files(tmp_path, capsys):
+    from train.helpers.prepare_faces import main
+
+    with pytest.raises(SystemExit):
+        main([str(ASTRONAUT.parent), str(tmp_path / "out"), "--split", "train"])
+    assert "CelebA-numbered" in capsys.readouterr().err
