@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from twingan.layers import resize_square
+
 
 @dataclass
 class SegmenterConfig:
@@ -71,11 +73,7 @@ class PortraitSegmenter(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Any square size: read at the config's resolution, the mask returned at the input's size."""
         size = images.shape[-2:]
-        small = images
-        if images.shape[-1] != self.config.resolution:
-            small = F.interpolate(images, size=self.config.resolution, mode="bilinear", antialias=True,
-                                  align_corners=False)
-        mask = torch.sigmoid(self.logits(small))
+        mask = torch.sigmoid(self.logits(resize_square(images, self.config.resolution)))
         if mask.shape[-2:] != size:
             mask = F.interpolate(mask, size=size, mode="bilinear", align_corners=False)
         return mask
